@@ -1,0 +1,87 @@
+"""``no-data-loss``: every emitted item reached every sink downstream of it before the wait."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ..trace import Event, EventKind
+from ._common import Violation, first_completed_wait, violation
+
+PROPERTY = "no-data-loss"
+SUMMARY = (
+    "in a pipeline without injected faults, every item a source emitted reached every "
+    "sink downstream of it before the wait returned"
+)
+
+
+def check(events: Sequence[Event], *, complete: bool = True) -> list[Violation]:
+    """Match ``item.emit`` against ``item.sink`` per sink node, before the first wait returned.
+
+    Task-start events name each instance's logical ``node``, its ``role`` and its
+    ``ancestors``; an item dropped by a filter upstream of a sink (``item.drop``) is not
+    owed to it. Sinks downstream of a failed task are skipped: their loss was injected.
+    """
+    wait = first_completed_wait(events)
+    if wait is None:
+        return []
+    ancestors: dict[str, frozenset[str]] = {}
+    sinks: set[str] = set()
+    failed: set[str] = set()
+    node_of: dict[str, str] = {}
+    for e in events:
+        if e.kind is EventKind.TASK_START:
+            node = str(e.get("node", e.subject))
+            node_of[e.subject] = node
+            ancestors[node] = frozenset(e.get("ancestors", ()))
+            if e.get("role") == "sink":
+                sinks.add(node)
+    for e in events:
+        if e.kind is EventKind.TASK_ERROR:
+            failed.add(node_of.get(e.subject, e.subject))
+
+    emitted: list[Event] = []
+    reached: dict[tuple[str, str], Event] = {}
+    dropped: dict[str, set[str]] = {}
+    for e in events:
+        item = e.get("item")
+        if item is None:
+            continue
+        node = str(e.get("node", node_of.get(e.subject, e.subject)))
+        if e.kind is EventKind.ITEM_EMIT and e.seq < wait.seq:
+            emitted.append(e)
+        elif e.kind is EventKind.ITEM_SINK:
+            reached.setdefault((node, str(item)), e)
+        elif e.kind is EventKind.ITEM_DROP and e.seq < wait.seq:
+            dropped.setdefault(str(item), set()).add(node)
+
+    out: list[Violation] = []
+    for sink in sorted(sinks):
+        upstream = ancestors.get(sink, frozenset())
+        if sink in failed or upstream & failed:
+            continue
+        lost: list[tuple[Event, Event | None]] = []
+        for emit in emitted:
+            source = str(emit.get("node", node_of.get(emit.subject, emit.subject)))
+            item = str(emit.get("item"))
+            if source not in upstream or dropped.get(item, set()) & upstream:
+                continue
+            got = reached.get((sink, item))
+            if got is None or got.seq > wait.seq:
+                lost.append((emit, got))
+        if not lost:
+            continue
+        emit, late = lost[0]
+        more = f" (and {len(lost) - 1} more)" if len(lost) > 1 else ""
+        if late is not None:
+            msg = (
+                f"item {emit.get('item')!r} reached sink {sink!r} only after "
+                f"{wait.subject}() returned{more}"
+            )
+            out.append(violation(PROPERTY, msg, [emit, wait, late]))
+        else:
+            msg = (
+                f"item {emit.get('item')!r} from {emit.subject!r} never reached sink "
+                f"{sink!r} before {wait.subject}() returned{more}"
+            )
+            out.append(violation(PROPERTY, msg, [emit, wait]))
+    return out

@@ -1,0 +1,43 @@
+"""``no-hang``: every wait returns within its deadline; a hang shows the job's thread stacks."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ..trace import Event, EventKind
+from ._common import Violation, violation
+
+PROPERTY = "no-hang"
+SUMMARY = (
+    "the wait returns within the deadline once nothing of the harness holds it; if not, "
+    "the failure shows the stacks of the job's threads"
+)
+
+
+def check(events: Sequence[Event], *, complete: bool = True) -> list[Violation]:
+    """A deadline event is a hang; on a complete trace so is a wait that never ended."""
+    begins = {e.seq: e for e in events if e.kind is EventKind.WAIT_BEGIN}
+    ended: set[int] = set()
+    out: list[Violation] = []
+    for e in events:
+        if e.kind is EventKind.WAIT_DEADLINE:
+            begin = begins.get(int(e.get("begin", -1)))
+            out.append(
+                violation(
+                    PROPERTY,
+                    f"{e.subject}() did not return within its deadline of "
+                    f"{e.get('deadline', '?')} s",
+                    [begin, e] if begin is not None else [e],
+                    detail=str(e.get("stacks", "")),
+                )
+            )
+        elif e.kind is EventKind.WAIT_END:
+            ended.add(int(e.get("begin", -1)))
+    if complete:
+        deadlined = {int(e.get("begin", -1)) for e in events if e.kind is EventKind.WAIT_DEADLINE}
+        for seq, begin in begins.items():
+            if seq not in ended and seq not in deadlined:
+                out.append(
+                    violation(PROPERTY, f"{begin.subject}() never returned", [begin])
+                )
+    return out
