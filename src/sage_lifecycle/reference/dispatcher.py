@@ -1,0 +1,623 @@
+"""The reference ``Dispatcher``: SAGE's local job lifecycle, done right.
+
+Vocabulary follows SAGE: ``tasks`` holds the task instances that have not yet stopped,
+``services`` the services not yet cleaned up, ``is_running`` is true from start until the
+job is finished, and ``receive_node_stop_signal(node)`` is how a task reports that it
+stopped. The life of a job, each step recorded into the observer:
+
+1. every service starts on its own thread: constructed, then ``setup()``;
+2. a controller thread waits for the setups, then starts one thread per task instance;
+3. sources emit until ``execute()`` returns ``None`` (or a stop is requested) and send a
+   stop signal downstream after their last item; each stage stops once it has received
+   a stop signal from every upstream instance, and then signals the dispatcher;
+4. when the last task has stopped, the controller joins the task threads, then cleans
+   the services one at a time in reverse registration order (each exactly once, even
+   when another's cleanup raised) and joins their threads;
+5. the job is finished: ``is_running`` turns false and the condition wakes the waiters.
+
+The wait (``wait``) is event-driven: it sleeps on the dispatcher's condition, which every
+state change notifies, so it returns as soon as the job is finished; it has a deadline
+and, past it, fails with the stacks of the job's threads. Failures of setup, cleanup and
+tasks are collected and raised together by the wait, after everything was cleaned.
+
+Subclasses may override the documented steps; the mutants of the catalogue do exactly
+that, one bug each.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from queue import SimpleQueue
+from typing import Any, NamedTuple
+
+from .._stacks import format_thread_stacks
+from ..trace import Event, EventKind, NullObserver, Observer, describe_error
+from .errors import (
+    JobFailed,
+    JobHangError,
+    LifecycleError,
+    ServiceCallTimeout,
+    ServiceNotFoundError,
+    ServiceUnavailableError,
+)
+
+__all__ = ["Dispatcher", "NodeSpec", "RuntimeContext", "ServiceSpec"]
+
+
+class _Stop:
+    """The stop signal that flows downstream after an instance's last item."""
+
+    def __repr__(self) -> str:
+        return "STOP"
+
+
+_STOP = _Stop()
+_CLEANUP = _Stop()
+
+
+class _Item(NamedTuple):
+    key: str
+    value: Any
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """A registered service: its name and how to construct it."""
+
+    name: str
+    cls: type[Any]
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(eq=False)
+class NodeSpec:
+    """A logical pipeline stage: name, role, how to build its function, and its edges."""
+
+    name: str
+    role: str  # "source", "map", "filter" or "sink"
+    factory: Callable[[], Any]
+    parallelism: int = 1
+    upstream: NodeSpec | None = None
+    downstream: list[NodeSpec] = field(default_factory=list)
+
+    @property
+    def ancestors(self) -> tuple[str, ...]:
+        """Names of every node upstream of this one, nearest first."""
+        out: list[str] = []
+        node = self.upstream
+        while node is not None:
+            out.append(node.name)
+            node = node.upstream
+        return tuple(out)
+
+
+class RuntimeContext:
+    """What a running function or service sees of the runtime: ``call_service``."""
+
+    def __init__(self, dispatcher: Dispatcher, owner: str) -> None:
+        self.dispatcher = dispatcher
+        self.owner = owner
+
+    def call_service(
+        self,
+        name: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        method: str | None,
+        timeout: float | None,
+    ) -> Any:
+        return self.dispatcher.call_service(
+            self.owner, name, args, kwargs, method=method, timeout=timeout
+        )
+
+
+@dataclass(eq=False)
+class _Call:
+    caller: str
+    method: str | None
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    future: Future[Any]
+
+
+class ServiceRuntime:
+    """One service: its thread, its request queue and its lifecycle state."""
+
+    def __init__(self, dispatcher: Dispatcher, spec: ServiceSpec) -> None:
+        self.dispatcher = dispatcher
+        self.spec = spec
+        self.name = spec.name
+        self.instance: Any = None
+        self.setup_error: BaseException | None = None
+        self.state = "new"  # new -> ready | failed -> closing -> closed
+        self.setup_done = threading.Event()
+        self.thread: threading.Thread | None = None
+        self._queue: SimpleQueue[_Call | _Stop] = SimpleQueue()
+        self._lock = threading.Lock()
+
+    # -- called from other threads -------------------------------------------------
+    def call(
+        self,
+        caller: str,
+        method: str | None,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        timeout: float,
+    ) -> Any:
+        if threading.current_thread() is self.thread:
+            raise LifecycleError(
+                f"service {self.name!r} called itself through "
+                f"call_service({self.name!r}, method={method!r}); call the method directly"
+            )
+        future: Future[Any] = Future()
+        with self._lock:
+            if self.state in ("closing", "closed"):
+                message = (
+                    f"{caller} called {self.name}.{method or '__call__'}() after the "
+                    "service's cleanup began"
+                )
+                self.dispatcher._record(
+                    EventKind.SERVICE_CALL_REJECTED,
+                    self.name,
+                    error=message,
+                    method=method,
+                    caller=caller,
+                )
+                raise ServiceUnavailableError(message)
+            self._queue.put(_Call(caller, method, args, kwargs, future))
+        try:
+            return future.result(timeout)
+        except FutureTimeout:
+            raise ServiceCallTimeout(
+                f"{caller}'s call to {self.name}.{method or '__call__'}() did not complete "
+                f"within {timeout} s; pass timeout=... to call_service, or raise the job's "
+                "deadline"
+            ) from None
+
+    def begin_cleanup(self) -> None:
+        """Refuse new calls and queue the cleanup behind the calls already queued."""
+        with self._lock:
+            if self.state in ("closing", "closed"):
+                return
+            self.state = "closing"
+            self._queue.put(_CLEANUP)
+
+    # -- the service's own thread --------------------------------------------------
+    def run(self) -> None:
+        d = self.dispatcher
+        d._record(EventKind.SERVICE_SETUP_BEGIN, self.name)
+        try:
+            instance = self.spec.cls(*self.spec.args, **self.spec.kwargs)
+            # A class with __slots__ cannot hold a context: it just cannot call services.
+            with contextlib.suppress(AttributeError):
+                instance.ctx = RuntimeContext(d, f"service:{self.name}")
+            self.instance = instance
+            d._record(EventKind.SERVICE_CONSTRUCT, self.name, cls=type(instance).__name__)
+            setup = getattr(instance, "setup", None)
+            if callable(setup):
+                setup()
+        except Exception as exc:
+            self.setup_error = exc
+            event = d._record(
+                EventKind.SERVICE_SETUP_END, self.name, error=describe_error(exc)
+            )
+            d._add_error(exc, event)
+        else:
+            d._record(EventKind.SERVICE_SETUP_END, self.name)
+        with self._lock:
+            if self.state == "new":
+                self.state = "ready" if self.setup_error is None else "failed"
+        self.setup_done.set()
+
+        while True:
+            request = self._queue.get()
+            if isinstance(request, _Stop):
+                break
+            self._serve(request)
+
+        if self.instance is not None:
+            d._record(EventKind.SERVICE_CLEANUP_BEGIN, self.name)
+            try:
+                cleanup = getattr(self.instance, "cleanup", None)
+                if callable(cleanup):
+                    cleanup()
+            except Exception as exc:
+                event = d._record(
+                    EventKind.SERVICE_CLEANUP_END, self.name, error=describe_error(exc)
+                )
+                d._add_error(exc, event)
+            else:
+                d._record(EventKind.SERVICE_CLEANUP_END, self.name)
+        with self._lock:
+            self.state = "closed"
+
+    def _serve(self, call: _Call) -> None:
+        d = self.dispatcher
+        label = call.method or "__call__"
+        if self.setup_error is not None or self.instance is None:
+            call.future.set_exception(
+                ServiceUnavailableError(
+                    f"{call.caller} called {self.name}.{label}(), but the service's setup "
+                    f"failed: {describe_error(self.setup_error or RuntimeError('unknown'))}"
+                )
+            )
+            return
+        target = getattr(self.instance, label, None)
+        if not callable(target):
+            call.future.set_exception(
+                LifecycleError(
+                    f"{call.caller} called {self.name}.{label}(), but "
+                    f"{type(self.instance).__name__} has no such method; pass "
+                    "method='<name of a method>' to call_service"
+                )
+            )
+            return
+        begin = d._record(
+            EventKind.SERVICE_CALL_BEGIN, self.name, method=label, caller=call.caller
+        )
+        begin_seq = begin.seq if begin is not None else -1
+        try:
+            result = target(*call.args, **call.kwargs)
+        except Exception as exc:
+            d._record(
+                EventKind.SERVICE_CALL_END,
+                self.name,
+                error=describe_error(exc),
+                begin=begin_seq,
+                method=label,
+            )
+            call.future.set_exception(exc)
+        else:
+            d._record(EventKind.SERVICE_CALL_END, self.name, begin=begin_seq, method=label)
+            call.future.set_result(result)
+
+
+class TaskRuntime:
+    """One parallel instance of a pipeline stage, run on its own thread."""
+
+    def __init__(self, dispatcher: Dispatcher, node: NodeSpec, index: int) -> None:
+        self.dispatcher = dispatcher
+        self.node = node
+        self.index = index
+        self.name = f"{node.name}[{index}]"
+        self.queue: SimpleQueue[_Item | _Stop] = SimpleQueue()
+        self.targets: list[list[TaskRuntime]] = []
+        self._next: list[int] = []
+        self.expected_stops = 0
+        self.thread: threading.Thread | None = None
+        self.function: Any = None
+
+    def connect(self, downstream: list[TaskRuntime]) -> None:
+        self.targets.append(downstream)
+        self._next.append(self.index % len(downstream))
+        for t in downstream:
+            t.expected_stops += 1
+
+    def _emit(self, item: _Item) -> None:
+        for i, edge in enumerate(self.targets):
+            edge[self._next[i] % len(edge)].queue.put(item)
+            self._next[i] += 1
+
+    def _send_stop(self) -> None:
+        for edge in self.targets:
+            for target in edge:
+                target.queue.put(_STOP)
+
+    def _fail(self, exc: Exception) -> None:
+        event = self.dispatcher._record(
+            EventKind.TASK_ERROR, self.name, error=describe_error(exc), node=self.node.name
+        )
+        self.dispatcher._add_error(exc, event)
+
+    def run(self) -> None:
+        d = self.dispatcher
+        node = self.node
+        d._record(
+            EventKind.TASK_START,
+            self.name,
+            node=node.name,
+            role=node.role,
+            ancestors=node.ancestors,
+        )
+        try:
+            try:
+                self.function = node.factory()
+                self.function.ctx = RuntimeContext(d, self.name)
+            except Exception as exc:
+                self._fail(exc)
+                self.function = None
+            if node.role == "source":
+                self._run_source()
+            else:
+                self._run_stage()
+        finally:
+            self._send_stop()
+            d._record(EventKind.TASK_STOP, self.name, node=node.name)
+            d.receive_node_stop_signal(self)
+
+    def _run_source(self) -> None:
+        if self.function is None:
+            return
+        d = self.dispatcher
+        n = 0
+        try:
+            while not d.stop_requested.is_set():
+                value = self.function.execute()
+                if value is None:
+                    return
+                key = f"{self.node.name}#{n}"
+                n += 1
+                d._record(EventKind.ITEM_EMIT, self.name, node=self.node.name, item=key)
+                self._emit(_Item(key, value))
+        except Exception as exc:
+            self._fail(exc)
+
+    def _run_stage(self) -> None:
+        d = self.dispatcher
+        role = self.node.role
+        failed = self.function is None
+        stops = 0
+        while stops < self.expected_stops:
+            message = self.queue.get()
+            if isinstance(message, _Stop):
+                stops += 1
+                continue
+            if failed:  # a failed stage drains its input so upstream never blocks
+                continue
+            try:
+                if role == "map":
+                    self._emit(_Item(message.key, self.function.execute(message.value)))
+                elif role == "filter":
+                    if self.function.execute(message.value):
+                        self._emit(message)
+                    else:
+                        d._record(
+                            EventKind.ITEM_DROP, self.name, node=self.node.name, item=message.key
+                        )
+                else:
+                    d._record(
+                        EventKind.ITEM_SINK, self.name, node=self.node.name, item=message.key
+                    )
+                    self.function.execute(message.value)
+            except Exception as exc:
+                self._fail(exc)
+                failed = True
+
+
+class Dispatcher:
+    """Runs one job: services, task threads, stop signals, cleanup and the wait.
+
+    Example::
+
+        d = Dispatcher("job#1", observer=trace, deadline=10.0)
+        d.start(services, nodes)
+        d.wait("submit")   # blocks until finished; raises JobFailed / JobHangError
+    """
+
+    def __init__(
+        self, job: str, *, observer: Observer | None = None, deadline: float = 60.0
+    ) -> None:
+        self.job = job
+        self.observer: Observer = observer if observer is not None else NullObserver()
+        self.deadline = deadline
+        #: Task instances that have not stopped yet, by name (SAGE's ``tasks``).
+        self.tasks: dict[str, TaskRuntime] = {}
+        #: Services not yet cleaned up, by name (SAGE's ``services``).
+        self.services: dict[str, ServiceRuntime] = {}
+        self.is_running = False
+        #: How many stop signals arrived for a task that had already stopped.
+        self.duplicate_stop_signals = 0
+        self.stop_requested = threading.Event()
+        self._cond = threading.Condition()
+        self._registry: dict[str, ServiceRuntime] = {}
+        self._task_list: list[TaskRuntime] = []
+        self._threads: list[threading.Thread] = []
+        self._controller: threading.Thread | None = None
+        self._batch_complete = False
+        self._finished = False
+        self._reaped = False
+        self._errors: list[tuple[Exception, int]] = []
+        self._errors_raised = False
+        #: Whether a wait has run to its end (returned, raised, or hit its deadline).
+        self.waited = False
+        self._lock = threading.Lock()
+
+    # -- recording -----------------------------------------------------------------
+    def _record(
+        self, kind: EventKind, subject: str, *, error: str | None = None, **data: Any
+    ) -> Event | None:
+        return self.observer.record(kind, subject, job=self.job, error=error, **data)
+
+    def _add_error(self, exc: Exception, event: Event | None) -> None:
+        with self._lock:
+            self._errors.append((exc, event.seq if event is not None else -1))
+
+    def errors(self) -> list[Exception]:
+        """Every failure collected so far, in the order they happened."""
+        with self._lock:
+            return [e for e, _ in self._errors]
+
+    def _spawn(self, name: str, target: Callable[[], None]) -> threading.Thread:
+        thread = threading.Thread(target=target, name=f"{self.job}/{name}", daemon=True)
+        with self._lock:
+            self._threads.append(thread)
+        self._record(EventKind.THREAD_START, thread.name)
+        thread.start()
+        return thread
+
+    def _join(self, thread: threading.Thread) -> None:
+        thread.join()
+        self._record(EventKind.THREAD_JOINED, thread.name)
+
+    def threads(self) -> list[threading.Thread]:
+        """Every thread this job started."""
+        with self._lock:
+            return list(self._threads)
+
+    # -- starting ------------------------------------------------------------------
+    def start(self, services: Sequence[ServiceSpec], nodes: Sequence[NodeSpec]) -> None:
+        """Start the job: services first, then (on the controller) every task instance."""
+        for spec in services:
+            runtime = ServiceRuntime(self, spec)
+            self._registry[spec.name] = runtime
+            self.services[spec.name] = runtime
+        instances: dict[str, list[TaskRuntime]] = {}
+        for node in nodes:
+            instances[node.name] = [TaskRuntime(self, node, i) for i in range(node.parallelism)]
+        for node in nodes:
+            for downstream in node.downstream:
+                for task in instances[node.name]:
+                    task.connect(instances[downstream.name])
+        for group in instances.values():
+            for task in group:
+                self.tasks[task.name] = task
+                self._task_list.append(task)
+        with self._cond:
+            self.is_running = True
+            self._batch_complete = not self.tasks
+        for runtime in self._registry.values():
+            runtime.thread = self._spawn(f"service:{runtime.name}", runtime.run)
+        self._controller = self._spawn("controller", self._control)
+
+    def _control(self) -> None:
+        try:
+            for runtime in self._registry.values():
+                runtime.setup_done.wait()
+            for task in self._task_list:
+                task.thread = self._spawn(task.name, task.run)
+            with self._cond:
+                self._cond.wait_for(lambda: self._batch_complete)
+            for task in self._task_list:
+                if task.thread is not None:
+                    self._join(task.thread)
+            self._cleanup_services_after_batch_completion()
+        finally:
+            with self._cond:
+                self.is_running = False
+                self._finished = True
+                self._cond.notify_all()
+
+    # -- stop signals and cleanup --------------------------------------------------
+    def receive_node_stop_signal(self, node: TaskRuntime | str) -> bool:
+        """Record that a task stopped; the last one completes the batch.
+
+        Safe against concurrent and duplicate signals: a signal for a task that already
+        stopped changes nothing and returns ``False``.
+        """
+        name = node if isinstance(node, str) else node.name
+        with self._cond:
+            if name not in self.tasks:
+                self.duplicate_stop_signals += 1
+                return False
+            del self.tasks[name]
+            if not self.tasks:
+                self._batch_complete = True
+            self._cond.notify_all()
+            return True
+
+    def _cleanup_services_after_batch_completion(self) -> None:
+        """Clean every service exactly once, in reverse registration order, and join it.
+
+        Runs only after every task stopped, so no task can still call a service. A
+        cleanup that raises is recorded and the next service is cleaned all the same.
+        """
+        for runtime in reversed(list(self._registry.values())):
+            runtime.begin_cleanup()
+            if runtime.thread is not None:
+                self._join(runtime.thread)
+            with self._cond:
+                self.services.pop(runtime.name, None)
+                self._cond.notify_all()
+
+    def request_stop(self) -> None:
+        """Ask the sources to stop after their current item (``env.stop()``)."""
+        self.stop_requested.set()
+
+    # -- waiting -------------------------------------------------------------------
+    def is_finished(self) -> bool:
+        """The wait's predicate: every task stopped, every service cleaned, all joined."""
+        return self._finished and not self.tasks and not self.services
+
+    def _reap(self) -> None:
+        """Join the controller, once it has finished; never block on a running job."""
+        if self._finished and not self._reaped and self._controller is not None:
+            self._reaped = True
+            self._join(self._controller)
+
+    def wait(self, subject: str = "submit", timeout: float | None = None) -> None:
+        """Block until the job is finished, then raise the failures it collected.
+
+        Raises :class:`JobHangError` with every job thread's stack if the job does not
+        finish within ``timeout`` (the dispatcher's deadline by default), and
+        :class:`JobFailed` carrying every setup, cleanup and task failure otherwise.
+        """
+        limit = self.deadline if timeout is None else timeout
+        begin = self._record(EventKind.WAIT_BEGIN, subject)
+        begin_seq = begin.seq if begin is not None else -1
+        with self._cond:
+            finished = self._cond.wait_for(self.is_finished, limit)
+        self.waited = True
+        if not finished:
+            stacks = format_thread_stacks(t for t in self.threads() if t.is_alive())
+            self._record(
+                EventKind.WAIT_DEADLINE,
+                subject,
+                begin=begin_seq,
+                deadline=limit,
+                stacks=stacks,
+            )
+            self._record(EventKind.WAIT_END, subject, begin=begin_seq, outcome="deadline")
+            raise JobHangError(
+                f"job {self.job!r}: {subject}() did not finish within its deadline of "
+                f"{limit} s; tasks not stopped: {sorted(self.tasks)}; services not "
+                f"cleaned: {sorted(self.services)}. Stacks of the job's threads:\n{stacks}"
+            )
+        self._reap()
+        with self._lock:
+            pending = [] if self._errors_raised else list(self._errors)
+            self._errors_raised = True
+        if pending:
+            self._record(
+                EventKind.WAIT_END,
+                subject,
+                begin=begin_seq,
+                outcome="raised",
+                reported=tuple(seq for _, seq in pending),
+            )
+            raise JobFailed(
+                f"job {self.job!r} finished with {len(pending)} failure(s); every service "
+                "was cleaned up",
+                [exc for exc, _ in pending],
+            )
+        self._record(EventKind.WAIT_END, subject, begin=begin_seq, outcome="returned")
+
+    # -- service calls -------------------------------------------------------------
+    def call_service(
+        self,
+        caller: str,
+        name: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        method: str | None = None,
+        timeout: float | None = None,
+    ) -> Any:
+        """Call ``method`` of service ``name`` on its thread and return the result."""
+        runtime = self._registry.get(name)
+        if runtime is None:
+            registered = ", ".join(map(repr, self._registry)) or "none"
+            raise ServiceNotFoundError(
+                f"{caller} called service {name!r}, which is not registered in job "
+                f"{self.job!r} (registered: {registered}); register it with "
+                f"env.register_service({name!r}, ServiceClass)"
+            )
+        return runtime.call(
+            caller, method, args, kwargs, self.deadline if timeout is None else timeout
+        )

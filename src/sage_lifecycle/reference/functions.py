@@ -1,0 +1,91 @@
+"""Function base classes for pipeline stages, as in SAGE: batch sources, maps, filters, sinks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .dispatcher import RuntimeContext
+
+__all__ = ["BaseFunction", "BatchFunction", "FilterFunction", "MapFunction", "SinkFunction"]
+
+
+def _require_ctx(owner: Any) -> RuntimeContext:
+    ctx = getattr(owner, "ctx", None)
+    if ctx is None:
+        raise RuntimeError(
+            f"{type(owner).__name__}.call_service() was called outside a running job; "
+            "services can be called only from functions and services the runtime runs"
+        )
+    return ctx  # type: ignore[no-any-return]
+
+
+class BaseFunction:
+    """Base of every stage function. ``self.call_service`` reaches the job's services."""
+
+    ctx: RuntimeContext | None = None
+
+    def call_service(
+        self, name: str, *args: Any, method: str | None = None, timeout: float | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Call ``method`` of service ``name`` and return its result.
+
+        Example::
+
+            class Lookup(MapFunction):
+                def execute(self, data):
+                    return self.call_service("db", data, method="get")
+        """
+        return _require_ctx(self).call_service(
+            name, args, kwargs, method=method, timeout=timeout
+        )
+
+
+class BatchFunction(BaseFunction):
+    """A source: ``execute()`` returns the next item, or ``None`` at the end of the batch."""
+
+    def execute(self) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} must implement execute()")
+
+
+class MapFunction(BaseFunction):
+    """``execute(data)`` returns the transformed item."""
+
+    def execute(self, data: Any) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} must implement execute(data)")
+
+
+class FilterFunction(BaseFunction):
+    """``execute(data)`` returns whether the item goes on downstream."""
+
+    def execute(self, data: Any) -> bool:
+        raise NotImplementedError(f"{type(self).__name__} must implement execute(data)")
+
+
+class SinkFunction(BaseFunction):
+    """``execute(data)`` consumes an item at the end of a pipeline."""
+
+    def execute(self, data: Any) -> None:
+        raise NotImplementedError(f"{type(self).__name__} must implement execute(data)")
+
+
+class _IterableBatch(BatchFunction):
+    """A source over a plain iterable, for ``env.from_batch([1, 2, 3])``."""
+
+    def __init__(self, items: Iterable[Any]) -> None:
+        self._it: Iterator[Any] = iter(items)
+
+    def execute(self) -> Any:
+        return next(self._it, None)
+
+
+class _CallableStage(BaseFunction):
+    """A map, filter or sink stage over a plain callable, for ``.map(lambda x: ...)``."""
+
+    def __init__(self, fn: Callable[[Any], Any]) -> None:
+        self._fn = fn
+
+    def execute(self, data: Any) -> Any:
+        return self._fn(data)
