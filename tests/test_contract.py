@@ -21,7 +21,9 @@ class Job:
         self.trace = trace if trace is not None else Trace()
         self.job = job
 
-    def __call__(self, kind: EventKind, subject: str, error: str | None = None, **data: Any) -> Event:
+    def __call__(
+        self, kind: EventKind, subject: str, error: str | None = None, **data: Any
+    ) -> Event:
         return self.trace.record(kind, subject, job=self.job, error=error, **data)
 
     def events(self) -> tuple[Event, ...]:
@@ -49,7 +51,9 @@ class Job:
     def wait_begin(self, subject: str = "submit") -> Event:
         return self(K.WAIT_BEGIN, subject)
 
-    def wait_end(self, begin: Event, outcome: str = "returned", reported: tuple[int, ...] = ()) -> Event:
+    def wait_end(
+        self, begin: Event, outcome: str = "returned", reported: tuple[int, ...] = ()
+    ) -> Event:
         return self(K.WAIT_END, begin.subject, begin=begin.seq, outcome=outcome, reported=reported)
 
 
@@ -296,7 +300,8 @@ def test_item_that_never_reached_the_sink_is_lost() -> None:
     j, emit, end = lossy_job()
     [v] = only("no-data-loss", j.events())
     assert v.witnesses == (emit, end)
-    assert "'src#0'" in v.message and "'sink'" in v.message
+    assert "'src#0'" in v.message
+    assert "'sink'" in v.message
 
 
 def test_item_dropped_by_an_upstream_filter_is_not_owed() -> None:
@@ -375,7 +380,10 @@ def test_jobs_are_checked_separately() -> None:
 def test_parse_properties_names_the_bad_id_and_the_choices() -> None:
     assert parse_properties("all", where="x") == tuple(PROPERTIES)
     assert parse_properties("no-hang, no-early-return", where="x") == ("no-hang", "no-early-return")
-    with pytest.raises(ValueError, match=r"unknown lifecycle property 'no-hnag' from --opt; expected 'all' or .*no-hang"):
+    with pytest.raises(
+        ValueError,
+        match=r"unknown lifecycle property 'no-hnag' from --opt; expected 'all' or .*no-hang",
+    ):
         parse_properties("no-hnag", where="--opt")
 
 
@@ -390,7 +398,9 @@ def test_report_tells_the_story_and_marks_witnesses() -> None:
     assert text.splitlines()[0] == "lifecycle contract violated: no-early-return (1)"
     assert "submit() returned before the cleanup of service 'db' ended" in text
     marked = [line for line in text.splitlines() if line.lstrip().startswith(">>")]
-    assert len(marked) == 2 and "wait.end" in marked[0] and "service.cleanup.end" in marked[1]
+    assert len(marked) == 2
+    assert "wait.end" in marked[0]
+    assert "service.cleanup.end" in marked[1]
     assert str(end_wait.seq) in marked[0]
 
 
@@ -413,3 +423,18 @@ def test_long_timelines_keep_witnesses_and_say_what_they_left_out() -> None:
     text = format_report(check(j.events()), j.events())
     assert "events left out" in text
     assert sum(1 for line in text.splitlines() if line.lstrip().startswith(">>")) >= 2
+
+
+def test_task_created_but_not_yet_started_when_the_wait_returned_is_an_early_return() -> None:
+    j = Job()
+    w = j.wait_begin()
+    created = j(K.TASK_CREATE, "sink[0]", node="sink", role="sink", ancestors=("src",))
+    j.task("src", "source")
+    emit = j(K.ITEM_EMIT, "src[0]", node="src", item="src#0")
+    j(K.TASK_STOP, "src[0]")
+    end = j.wait_end(w)
+    found = check(j.events(), complete=False)
+    early = [v for v in found if v.property == "no-early-return"]
+    assert [v.witnesses for v in early] == [(created, end)]
+    [loss] = [v for v in found if v.property == "no-data-loss"]
+    assert loss.witnesses == (emit, end)

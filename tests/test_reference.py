@@ -122,12 +122,16 @@ def test_hello_service_world_submit_returns_after_the_service_cleanup_ended() ->
         K.SERVICE_CLEANUP_END,
     ]
     assert_contract(trace)
-    assert env.dispatcher is not None and not env.dispatcher.is_running
-    assert env.dispatcher.tasks == {} and env.dispatcher.services == {}
+    assert env.dispatcher is not None
+    assert not env.dispatcher.is_running
+    assert env.dispatcher.tasks == {}
+    assert env.dispatcher.services == {}
     assert not [t for t in env.dispatcher.threads() if t.is_alive()]
 
 
-def test_hello_service_world_on_the_fixture(lifecycle_env: LocalEnvironment, lifecycle_trace: Trace) -> None:
+def test_hello_service_world_on_the_fixture(
+    lifecycle_env: LocalEnvironment, lifecycle_trace: Trace
+) -> None:
     received.clear()
     lifecycle_env.register_service("hello_service", HelloService)
     lifecycle_env.from_batch(HelloBatch).sink(PrintSink)
@@ -156,7 +160,8 @@ def test_submit_does_not_return_while_a_cleanup_blocks_and_returns_once_released
     # Cleanup is parked at a closed gate: it cannot end, so the wait must not have ended.
     assert submitter.is_alive()
     assert not trace.of_kind(K.WAIT_END)
-    assert trace.of_kind(K.SERVICE_CLEANUP_BEGIN) and not trace.of_kind(K.SERVICE_CLEANUP_END)
+    assert trace.of_kind(K.SERVICE_CLEANUP_BEGIN)
+    assert not trace.of_kind(K.SERVICE_CLEANUP_END)
 
     gate.open()
     join_or_fail(submitter)
@@ -168,6 +173,7 @@ def test_submit_does_not_return_while_a_cleanup_blocks_and_returns_once_released
     # the wait woke on the condition, it did not poll.
     between = [e.kind for e in events if cleanup_end.seq < e.seq < wait_end.seq]
     assert set(between) <= {K.THREAD_JOINED}
+    assert first(events, K.WAIT_BEGIN).seq < first(events, K.THREAD_START).seq
     assert_contract(trace)
 
 
@@ -187,7 +193,9 @@ def test_a_wait_past_its_deadline_fails_with_the_stacks_of_the_job_threads() -> 
     message = str(info.value)
     assert "did not finish within its deadline of 0.2 s" in message
     assert "services not cleaned: ['stuck']" in message
-    assert "stuck#" in message and "/service:stuck" in message and "pass_through" in message
+    assert "stuck#" in message
+    assert "/service:stuck" in message
+    assert "pass_through" in message
     [hang] = check(trace.events(), properties=["no-hang"])
     assert "pass_through" in hang.detail
 
@@ -195,7 +203,9 @@ def test_a_wait_past_its_deadline_fails_with_the_stacks_of_the_job_threads() -> 
     env.close()  # a wait already ran: close does not wait again
     dispatcher = env.dispatcher
     assert dispatcher is not None
-    done = trace.wait_for(lambda evs: any(e.kind is K.SERVICE_CLEANUP_END for e in evs), timeout=DEADLINE)
+    done = trace.wait_for(
+        lambda evs: any(e.kind is K.SERVICE_CLEANUP_END for e in evs), timeout=DEADLINE
+    )
     assert done
     dispatcher.wait("reap")
     assert not [t for t in dispatcher.threads() if t.is_alive()]
@@ -205,7 +215,9 @@ def test_a_wait_past_its_deadline_fails_with_the_stacks_of_the_job_threads() -> 
 
 
 class Recorder(BaseService):
-    def __init__(self, log: list[str], name: str, fail_setup: bool = False, fail_cleanup: bool = False) -> None:
+    def __init__(
+        self, log: list[str], name: str, fail_setup: bool = False, fail_cleanup: bool = False
+    ) -> None:
         self.log, self.name = log, name
         self.fail_setup, self.fail_cleanup = fail_setup, fail_cleanup
 
@@ -245,7 +257,9 @@ def test_failures_do_not_stop_other_cleanups_and_are_raised_together() -> None:
     messages = sorted(str(e) for e in info.value.exceptions)
     assert messages == ["b: cannot connect", "bad item 2", "c: cannot close"]
     assert log == ["d", "c", "b", "a"]  # reverse registration order, every one cleaned
-    assert 10 in sunk and 20 in sunk and 1 in sunk  # the healthy pipeline was untouched
+    assert 10 in sunk
+    assert 20 in sunk
+    assert 1 in sunk
     assert_contract(trace)  # failure-isolation: all three reported, nothing left behind
     reported = first(trace.events(), K.WAIT_END).get("reported")
     assert len(reported) == 3
@@ -327,6 +341,7 @@ def test_parallel_stages_fan_out_and_filters_deliver_every_item() -> None:
     assert len(trace.of_kind(K.ITEM_DROP)) == 50
     assert len(trace.of_kind(K.SERVICE_CALL_BEGIN)) == 100
     assert len(trace.of_kind(K.TASK_START)) == 1 + 3 + 2 + 2 + 1 + 1 + 4
+    assert len(trace.of_kind(K.TASK_CREATE)) == len(trace.of_kind(K.TASK_START))
     assert_contract(trace)
 
 
@@ -388,7 +403,8 @@ def test_submit_without_autostop_returns_at_once_and_stop_drains_and_cleans() ->
     assert started.wait(DEADLINE)
     env.stop()
     emitted = len(trace.of_kind(K.ITEM_EMIT))
-    assert emitted >= 1 and len(seen) == emitted  # every item emitted was drained to the sink
+    assert emitted >= 1
+    assert len(seen) == emitted
     assert first(trace.events(), K.WAIT_END, "stop").get("outcome") == "returned"
     assert_contract(trace)
     env.close()  # already stopped: nothing more to do
@@ -431,7 +447,8 @@ def test_concurrent_and_duplicate_stop_signals_complete_the_batch_exactly_once()
         join_or_fail(t)
     assert sorted(accepted) == sorted(names)  # each task's stop accepted exactly once
     assert dispatcher.duplicate_stop_signals == 7 * 50
-    assert dispatcher.tasks == {} and dispatcher._batch_complete
+    assert dispatcher.tasks == {}
+    assert dispatcher._batch_complete
 
 
 # -- clear errors ----------------------------------------------------------------------
@@ -440,23 +457,29 @@ def test_concurrent_and_duplicate_stop_signals_complete_the_batch_exactly_once()
 def test_registration_errors_name_the_value_and_the_fix() -> None:
     env = LocalEnvironment("errors")
     env.register_service("db", Count)
-    with pytest.raises(ServiceRegistrationError, match=r"'db' is already registered \(Count\); choose another name"):
+    with pytest.raises(
+        ServiceRegistrationError, match=r"'db' is already registered \(Count\); choose another name"
+    ):
         env.register_service("db", Count)
     with pytest.raises(ServiceRegistrationError, match="expected a class"):
-        env.register_service("x", Count())
+        env.register_service("x", Count())  # type: ignore[arg-type]
     with pytest.raises(ServiceRegistrationError, match="non-empty string"):
         env.register_service("", Count)
 
 
 def test_pipeline_definition_errors() -> None:
     env = LocalEnvironment("errors")
-    with pytest.raises(PipelineDefinitionError, match=r"map\(42\): a stage must be a function class"):
+    with pytest.raises(
+        PipelineDefinitionError, match=r"map\(42\): a stage must be a function class"
+    ):
         env.from_batch([1]).map(42)
     with pytest.raises(PipelineDefinitionError, match="has no execute"):
         env.from_batch([1]).sink(Count)
     with pytest.raises(PipelineDefinitionError, match="parallelism=0"):
         env.from_batch([1]).map(str, parallelism=0)
-    with pytest.raises(PipelineDefinitionError, match="expected a BatchFunction class or an iterable"):
+    with pytest.raises(
+        PipelineDefinitionError, match="expected a BatchFunction class or an iterable"
+    ):
         env.from_batch("abc")
     with pytest.raises(PipelineDefinitionError, match="no pipeline"):
         LocalEnvironment("empty").submit()
@@ -489,7 +512,8 @@ def test_unknown_service_call_names_the_registered_ones() -> None:
         env.submit(autostop=True)
     [err] = info.value.exceptions
     assert isinstance(err, ServiceNotFoundError)
-    assert "'cuont', which is not registered" in str(err) and "'count'" in str(err)
+    assert "'cuont', which is not registered" in str(err)
+    assert "'count'" in str(err)
 
 
 def test_a_call_after_cleanup_is_refused_and_recorded() -> None:
@@ -540,7 +564,8 @@ def test_a_service_calling_itself_gets_a_clear_error() -> None:
     with pytest.raises(JobFailed) as info:
         env.submit(autostop=True)
     [err] = info.value.exceptions
-    assert isinstance(err, LifecycleError) and "call the method directly" in str(err)
+    assert isinstance(err, LifecycleError)
+    assert "call the method directly" in str(err)
 
 
 def test_a_slow_service_call_times_out_with_a_clear_error() -> None:
@@ -571,5 +596,3 @@ def test_a_slow_service_call_times_out_with_a_clear_error() -> None:
 def test_call_service_outside_a_job_is_explained() -> None:
     with pytest.raises(RuntimeError, match="outside a running job"):
         HelloService().call_service("x")
-
-

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 
 from sage_lifecycle import EventKind, Trace
@@ -25,7 +26,7 @@ def test_concurrent_records_get_unique_gapless_sequence_numbers_in_time_order() 
         assert not t.is_alive()
     events = trace.events()
     assert [e.seq for e in events] == list(range(1, 4001))
-    assert all(a.t_ns <= b.t_ns for a, b in zip(events, events[1:]))
+    assert all(a.t_ns <= b.t_ns for a, b in itertools.pairwise(events))
     # Per thread, the trace keeps program order.
     for n in range(8):
         mine = [e.get("item") for e in events if e.subject == f"w{n}"]
@@ -44,7 +45,8 @@ def test_snapshots_do_not_change_and_data_is_read_only() -> None:
     trace.record(EventKind.WAIT_BEGIN, "submit", reported=(1, 2))
     snap = trace.events()
     trace.record(EventKind.WAIT_END, "submit")
-    assert len(snap) == 1 and len(trace) == 2
+    assert len(snap) == 1
+    assert len(trace) == 2
     try:
         snap[0].data["reported"] = ()  # type: ignore[index]
     except TypeError:

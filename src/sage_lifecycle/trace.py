@@ -37,6 +37,7 @@ class EventKind(str, enum.Enum):
     SERVICE_CALL_REJECTED = "service.call.rejected"
     SERVICE_CLEANUP_BEGIN = "service.cleanup.begin"
     SERVICE_CLEANUP_END = "service.cleanup.end"
+    TASK_CREATE = "task.create"
     TASK_START = "task.start"
     TASK_ERROR = "task.error"
     TASK_STOP = "task.stop"
@@ -190,9 +191,7 @@ class Trace:
         Returns whether the predicate became true. Event-driven: it wakes on each record.
         """
         with self._changed:
-            return bool(
-                self._changed.wait_for(lambda: predicate(tuple(self._events)), timeout)
-            )
+            return bool(self._changed.wait_for(lambda: predicate(tuple(self._events)), timeout))
 
     def __len__(self) -> int:
         with self._lock:

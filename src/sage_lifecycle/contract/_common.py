@@ -51,9 +51,7 @@ def violation(
 
 def completed_waits(events: Sequence[Event]) -> list[Event]:
     """Wait-end events of waits that returned or raised (not those cut off by a deadline)."""
-    return [
-        e for e in events if e.kind is EventKind.WAIT_END and e.get("outcome") != "deadline"
-    ]
+    return [e for e in events if e.kind is EventKind.WAIT_END and e.get("outcome") != "deadline"]
 
 
 def first_completed_wait(events: Sequence[Event]) -> Event | None:

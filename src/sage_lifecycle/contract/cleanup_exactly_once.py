@@ -8,9 +8,7 @@ from ..trace import Event, EventKind
 from ._common import Violation, violation
 
 PROPERTY = "cleanup-exactly-once"
-SUMMARY = (
-    "every service that was constructed has exactly one cleanup begin and one cleanup end"
-)
+SUMMARY = "every service that was constructed has exactly one cleanup begin and one cleanup end"
 
 
 def check(events: Sequence[Event], *, complete: bool = True) -> list[Violation]:
@@ -56,9 +54,7 @@ def check(events: Sequence[Event], *, complete: bool = True) -> list[Violation]:
                 )
             )
         elif complete and not b:
-            out.append(
-                violation(PROPERTY, f"service {name!r} was never cleaned up", [construct])
-            )
+            out.append(violation(PROPERTY, f"service {name!r} was never cleaned up", [construct]))
         elif complete and not n:
             out.append(
                 violation(

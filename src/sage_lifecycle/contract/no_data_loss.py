@@ -17,9 +17,10 @@ SUMMARY = (
 def check(events: Sequence[Event], *, complete: bool = True) -> list[Violation]:
     """Match ``item.emit`` against ``item.sink`` per sink node, before the first wait returned.
 
-    Task-start events name each instance's logical ``node``, its ``role`` and its
-    ``ancestors``; an item dropped by a filter upstream of a sink (``item.drop``) is not
-    owed to it. Sinks downstream of a failed task are skipped: their loss was injected.
+    Task-create (or task-start) events name each instance's logical ``node``, its
+    ``role`` and its ``ancestors``; an item dropped by a filter upstream of a sink
+    (``item.drop``) is not owed to it. Sinks downstream of a failed task are skipped:
+    their loss was injected.
     """
     wait = first_completed_wait(events)
     if wait is None:
@@ -29,7 +30,7 @@ def check(events: Sequence[Event], *, complete: bool = True) -> list[Violation]:
     failed: set[str] = set()
     node_of: dict[str, str] = {}
     for e in events:
-        if e.kind is EventKind.TASK_START:
+        if e.kind in (EventKind.TASK_CREATE, EventKind.TASK_START):
             node = str(e.get("node", e.subject))
             node_of[e.subject] = node
             ancestors[node] = frozenset(e.get("ancestors", ()))

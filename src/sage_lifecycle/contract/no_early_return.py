@@ -8,6 +8,8 @@ from ..trace import Event, EventKind
 from ._common import Violation, completed_waits, violation
 
 PROPERTY = "no-early-return"
+# A task counts from its creation when the runtime announces it, else from its start.
+_TASK_BEGINNINGS = frozenset({EventKind.TASK_CREATE, EventKind.TASK_START})
 SUMMARY = (
     "the wait call (submit(autostop=True)) returns only after every service's cleanup "
     "ended and every task stopped"
@@ -29,8 +31,8 @@ def check(events: Sequence[Event], *, complete: bool = True) -> list[Violation]:
                 break
             if e.kind is EventKind.SERVICE_CONSTRUCT:
                 started[("service", e.subject)] = e
-            elif e.kind is EventKind.TASK_START:
-                started[("task", e.subject)] = e
+            elif e.kind in _TASK_BEGINNINGS:
+                started.setdefault(("task", e.subject), e)
         finished: dict[tuple[str, str], Event] = {}
         for e in events:
             if e.kind is EventKind.SERVICE_CLEANUP_END:

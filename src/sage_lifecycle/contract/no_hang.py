@@ -37,7 +37,5 @@ def check(events: Sequence[Event], *, complete: bool = True) -> list[Violation]:
         deadlined = {int(e.get("begin", -1)) for e in events if e.kind is EventKind.WAIT_DEADLINE}
         for seq, begin in begins.items():
             if seq not in ended and seq not in deadlined:
-                out.append(
-                    violation(PROPERTY, f"{begin.subject}() never returned", [begin])
-                )
+                out.append(violation(PROPERTY, f"{begin.subject}() never returned", [begin]))
     return out

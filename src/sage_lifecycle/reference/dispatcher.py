@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -138,6 +139,9 @@ class ServiceRuntime:
         self.setup_error: BaseException | None = None
         self.state = "new"  # new -> ready | failed -> closing -> closed
         self.setup_done = threading.Event()
+        #: Set when the service's thread is about to exit, its cleanup done.
+        self.closed = threading.Event()
+        self.cleaned = False
         self.thread: threading.Thread | None = None
         self._queue: SimpleQueue[_Call | _Stop] = SimpleQueue()
         self._lock = threading.Lock()
@@ -205,9 +209,7 @@ class ServiceRuntime:
                 setup()
         except Exception as exc:
             self.setup_error = exc
-            event = d._record(
-                EventKind.SERVICE_SETUP_END, self.name, error=describe_error(exc)
-            )
+            event = d._record(EventKind.SERVICE_SETUP_END, self.name, error=describe_error(exc))
             d._add_error(exc, event)
         else:
             d._record(EventKind.SERVICE_SETUP_END, self.name)
@@ -222,21 +224,31 @@ class ServiceRuntime:
                 break
             self._serve(request)
 
-        if self.instance is not None:
-            d._record(EventKind.SERVICE_CLEANUP_BEGIN, self.name)
-            try:
-                cleanup = getattr(self.instance, "cleanup", None)
-                if callable(cleanup):
-                    cleanup()
-            except Exception as exc:
-                event = d._record(
-                    EventKind.SERVICE_CLEANUP_END, self.name, error=describe_error(exc)
-                )
-                d._add_error(exc, event)
-            else:
-                d._record(EventKind.SERVICE_CLEANUP_END, self.name)
+        self.run_cleanup()
         with self._lock:
             self.state = "closed"
+        self.closed.set()
+
+    def run_cleanup(self) -> None:
+        """Run the instance's ``cleanup()`` once, recorded; later calls do nothing.
+
+        The service's own thread calls it after the calls queued before the cleanup.
+        """
+        with self._lock:
+            if self.cleaned or self.instance is None:
+                return
+            self.cleaned = True
+        d = self.dispatcher
+        d._record(EventKind.SERVICE_CLEANUP_BEGIN, self.name)
+        try:
+            cleanup = getattr(self.instance, "cleanup", None)
+            if callable(cleanup):
+                cleanup()
+        except Exception as exc:
+            event = d._record(EventKind.SERVICE_CLEANUP_END, self.name, error=describe_error(exc))
+            d._add_error(exc, event)
+        else:
+            d._record(EventKind.SERVICE_CLEANUP_END, self.name)
 
     def _serve(self, call: _Call) -> None:
         d = self.dispatcher
@@ -259,9 +271,7 @@ class ServiceRuntime:
                 )
             )
             return
-        begin = d._record(
-            EventKind.SERVICE_CALL_BEGIN, self.name, method=label, caller=call.caller
-        )
+        begin = d._record(EventKind.SERVICE_CALL_BEGIN, self.name, method=label, caller=call.caller)
         begin_seq = begin.seq if begin is not None else -1
         try:
             result = target(*call.args, **call.kwargs)
@@ -382,9 +392,7 @@ class TaskRuntime:
                             EventKind.ITEM_DROP, self.name, node=self.node.name, item=message.key
                         )
                 else:
-                    d._record(
-                        EventKind.ITEM_SINK, self.name, node=self.node.name, item=message.key
-                    )
+                    d._record(EventKind.ITEM_SINK, self.name, node=self.node.name, item=message.key)
                     self.function.execute(message.value)
             except Exception as exc:
                 self._fail(exc)
@@ -479,6 +487,15 @@ class Dispatcher:
             for task in group:
                 self.tasks[task.name] = task
                 self._task_list.append(task)
+                # Announce the task before any thread runs: a wait that returns before
+                # the task even started has still returned early.
+                self._record(
+                    EventKind.TASK_CREATE,
+                    task.name,
+                    node=task.node.name,
+                    role=task.node.role,
+                    ancestors=task.node.ancestors,
+                )
         with self._cond:
             self.is_running = True
             self._batch_complete = not self.tasks
@@ -551,7 +568,17 @@ class Dispatcher:
             self._reaped = True
             self._join(self._controller)
 
-    def wait(self, subject: str = "submit", timeout: float | None = None) -> None:
+    def begin_wait(self, subject: str) -> Event | None:
+        """Record that a wait call began; ``submit`` does so before starting the job."""
+        return self._record(EventKind.WAIT_BEGIN, subject)
+
+    def wait(
+        self,
+        subject: str = "submit",
+        timeout: float | None = None,
+        *,
+        begin: Event | None = None,
+    ) -> None:
         """Block until the job is finished, then raise the failures it collected.
 
         Raises :class:`JobHangError` with every job thread's stack if the job does not
@@ -559,7 +586,8 @@ class Dispatcher:
         :class:`JobFailed` carrying every setup, cleanup and task failure otherwise.
         """
         limit = self.deadline if timeout is None else timeout
-        begin = self._record(EventKind.WAIT_BEGIN, subject)
+        if begin is None:
+            begin = self.begin_wait(subject)
         begin_seq = begin.seq if begin is not None else -1
         with self._cond:
             finished = self._cond.wait_for(self.is_finished, limit)
@@ -597,6 +625,24 @@ class Dispatcher:
                 [exc for exc, _ in pending],
             )
         self._record(EventKind.WAIT_END, subject, begin=begin_seq, outcome="returned")
+
+    def release(self, timeout: float) -> list[threading.Thread]:
+        """Best effort after a failed or early wait: let the job end and join its threads.
+
+        Waits up to ``timeout`` for the job to finish, cleans any service still open
+        (a buggy subclass may have skipped it) and joins every thread. Returns the
+        threads still alive. Anything this records comes after the wait it follows.
+        """
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            self._cond.wait_for(lambda: self._finished, timeout)
+        if self._finished:
+            for runtime in self._registry.values():
+                runtime.begin_cleanup()
+        for thread in self.threads():
+            if thread.is_alive():
+                thread.join(max(0.0, deadline - time.monotonic()))
+        return [t for t in self.threads() if t.is_alive()]
 
     # -- service calls -------------------------------------------------------------
     def call_service(

@@ -78,8 +78,7 @@ class DataStream:
         self._env._check_open(f"{role}()")
         if isinstance(parallelism, bool) or not isinstance(parallelism, int) or parallelism < 1:
             raise PipelineDefinitionError(
-                f"{role}(..., parallelism={parallelism!r}): parallelism must be an integer "
-                ">= 1"
+                f"{role}(..., parallelism={parallelism!r}): parallelism must be an integer >= 1"
             )
         label, factory = _stage_factory(role, function, args, kwargs)
         node = NodeSpec(
@@ -93,21 +92,15 @@ class DataStream:
         self._env._nodes.append(node)
         return DataStream(self._env, node)
 
-    def map(
-        self, function: Any, *args: Any, parallelism: int = 1, **kwargs: Any
-    ) -> DataStream:
+    def map(self, function: Any, *args: Any, parallelism: int = 1, **kwargs: Any) -> DataStream:
         """Transform each item with ``function`` (a ``MapFunction`` class or a callable)."""
         return self._add("map", function, args, kwargs, parallelism)
 
-    def filter(
-        self, function: Any, *args: Any, parallelism: int = 1, **kwargs: Any
-    ) -> DataStream:
+    def filter(self, function: Any, *args: Any, parallelism: int = 1, **kwargs: Any) -> DataStream:
         """Keep the items for which ``function`` returns true."""
         return self._add("filter", function, args, kwargs, parallelism)
 
-    def sink(
-        self, function: Any, *args: Any, parallelism: int = 1, **kwargs: Any
-    ) -> DataStream:
+    def sink(self, function: Any, *args: Any, parallelism: int = 1, **kwargs: Any) -> DataStream:
         """Consume each item with ``function`` (a ``SinkFunction`` class or a callable)."""
         return self._add("sink", function, args, kwargs, parallelism)
 
@@ -203,8 +196,7 @@ class LocalEnvironment:
         else:
             if args or kwargs:
                 raise PipelineDefinitionError(
-                    "from_batch(iterable, ...): extra arguments apply only to a "
-                    "BatchFunction class"
+                    "from_batch(iterable, ...): extra arguments apply only to a BatchFunction class"
                 )
             items = source
             label, factory = type(source).__name__, lambda: _IterableBatch(items)
@@ -239,9 +231,10 @@ class LocalEnvironment:
             self.job, observer=self.observer, deadline=self.deadline
         )
         self._dispatcher = dispatcher
+        begin = dispatcher.begin_wait("submit") if autostop else None
         dispatcher.start(list(self._services.values()), list(self._nodes))
         if autostop:
-            dispatcher.wait("submit")
+            dispatcher.wait("submit", begin=begin)
         return self.job
 
     def stop(self) -> None:

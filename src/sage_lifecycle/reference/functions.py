@@ -27,7 +27,11 @@ class BaseFunction:
     ctx: RuntimeContext | None = None
 
     def call_service(
-        self, name: str, *args: Any, method: str | None = None, timeout: float | None = None,
+        self,
+        name: str,
+        *args: Any,
+        method: str | None = None,
+        timeout: float | None = None,
         **kwargs: Any,
     ) -> Any:
         """Call ``method`` of service ``name`` and return its result.
@@ -38,9 +42,7 @@ class BaseFunction:
                 def execute(self, data):
                     return self.call_service("db", data, method="get")
         """
-        return _require_ctx(self).call_service(
-            name, args, kwargs, method=method, timeout=timeout
-        )
+        return _require_ctx(self).call_service(name, args, kwargs, method=method, timeout=timeout)
 
 
 class BatchFunction(BaseFunction):

@@ -33,12 +33,14 @@ class BaseService:
         """Release resources; runs exactly once, after every task of the job stopped."""
 
     def call_service(
-        self, name: str, *args: Any, method: str | None = None, timeout: float | None = None,
+        self,
+        name: str,
+        *args: Any,
+        method: str | None = None,
+        timeout: float | None = None,
         **kwargs: Any,
     ) -> Any:
         """Call ``method`` of service ``name`` (another service of the same job)."""
         from .functions import _require_ctx
 
-        return _require_ctx(self).call_service(
-            name, args, kwargs, method=method, timeout=timeout
-        )
+        return _require_ctx(self).call_service(name, args, kwargs, method=method, timeout=timeout)

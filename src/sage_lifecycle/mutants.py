@@ -1,0 +1,199 @@
+"""A catalogue of realistic buggy dispatchers: one bug each, and the property it breaks.
+
+Each mutant is a subclass of the reference :class:`~sage_lifecycle.reference.Dispatcher`
+that changes one documented step the way real runtimes get it wrong (SAGE's behaviour
+before PR #878 first). The project's own suite proves the harness catches every one:
+that is how we know the checks have power. Run a job on one with::
+
+    LocalEnvironment("job", observer=trace, dispatcher_class=MUTANTS["pre_878"].dispatcher)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .reference.dispatcher import Dispatcher, TaskRuntime
+from .trace import Event, EventKind
+
+__all__ = ["MUTANTS", "Mutant"]
+
+
+class Pre878(Dispatcher):
+    """SAGE before PR #878: the last stop signal cleans the tasks but never the services,
+    and the wait returns as soon as ``is_running`` is false."""
+
+    def receive_node_stop_signal(self, node: TaskRuntime | str) -> bool:
+        accepted = super().receive_node_stop_signal(node)
+        with self._cond:
+            if accepted and not self.tasks:
+                self.is_running = False
+                self._cond.notify_all()
+        return accepted
+
+    def _cleanup_services_after_batch_completion(self) -> None:
+        pass  # the method did not exist before #878: services are never cleaned
+
+    def is_finished(self) -> bool:
+        return not self.is_running
+
+
+class WaitOnIsRunning(Dispatcher):
+    """``is_running`` turns false before the service cleanup, and the wait trusts it."""
+
+    def _cleanup_services_after_batch_completion(self) -> None:
+        with self._cond:
+            self.is_running = False
+            self._cond.notify_all()
+        super()._cleanup_services_after_batch_completion()
+
+    def is_finished(self) -> bool:
+        return not self.is_running
+
+
+class WaitOnTasks(Dispatcher):
+    """The wait returns when every task reported stopped, before services are cleaned."""
+
+    def is_finished(self) -> bool:
+        return not self.tasks
+
+
+class ServicesClearedEarly(Dispatcher):
+    """The ``services`` dict is cleared before the cleanups run, and the wait checks
+    ``len(services) == 0 and len(tasks) == 0`` as SAGE's does."""
+
+    def _cleanup_services_after_batch_completion(self) -> None:
+        with self._cond:
+            self.services.clear()
+            self._cond.notify_all()
+        super()._cleanup_services_after_batch_completion()
+
+    def is_finished(self) -> bool:
+        return not self.tasks and not self.services
+
+
+class CleanupStopsAtFirstFailure(Dispatcher):
+    """The cleanup loop gives up at the first service whose cleanup raises."""
+
+    def _cleanup_services_after_batch_completion(self) -> None:
+        for runtime in reversed(list(self._registry.values())):
+            failures = len(self.errors())
+            runtime.begin_cleanup()
+            if runtime.thread is not None:
+                self._join(runtime.thread)
+            if len(self.errors()) > failures:
+                break
+        with self._cond:
+            self.services.clear()
+            self._cond.notify_all()
+
+
+class CleanupAfterFirstPipeline(Dispatcher):
+    """Services are cleaned when the first pipeline's sink stops, while other pipelines
+    still call them (the cleanup runs on the stopping task's thread)."""
+
+    def receive_node_stop_signal(self, node: TaskRuntime | str) -> bool:
+        accepted = super().receive_node_stop_signal(node)
+        if accepted and isinstance(node, TaskRuntime) and node.node.role == "sink":
+            for runtime in self._registry.values():
+                runtime.run_cleanup()
+        return accepted
+
+
+class DoubleCleanup(Dispatcher):
+    """Two paths both clean the services: the last stop signal's thread and the
+    controller (the race #878's fix opened when two last signals arrive together)."""
+
+    def receive_node_stop_signal(self, node: TaskRuntime | str) -> bool:
+        accepted = super().receive_node_stop_signal(node)
+        if accepted and not self.tasks:
+            for runtime in self._registry.values():
+                if runtime.instance is not None:
+                    self._record(EventKind.SERVICE_CLEANUP_BEGIN, runtime.name)
+                    runtime.instance.cleanup()
+                    self._record(EventKind.SERVICE_CLEANUP_END, runtime.name)
+        return accepted
+
+
+class WaitOnSources(Dispatcher):
+    """The wait returns when the sources finished, before the sinks drained."""
+
+    def is_finished(self) -> bool:
+        return not any(t.node.role == "source" for t in self.tasks.values())
+
+
+class UnbalancedCounter(Dispatcher):
+    """A failing cleanup never decrements the pending-cleanup counter: the wait hangs."""
+
+    _pending = -1
+
+    def _cleanup_services_after_batch_completion(self) -> None:
+        with self._cond:
+            self._pending = len(self._registry)
+        for runtime in reversed(list(self._registry.values())):
+            failures = len(self.errors())
+            runtime.begin_cleanup()
+            if runtime.thread is not None:
+                self._join(runtime.thread)
+            with self._cond:
+                if len(self.errors()) == failures:
+                    self._pending -= 1
+                self.services.pop(runtime.name, None)
+                self._cond.notify_all()
+
+    def is_finished(self) -> bool:
+        return super().is_finished() and self._pending == 0
+
+
+class UnjoinedServiceThread(Dispatcher):
+    """Each service's thread is waited for with an event but never joined."""
+
+    def _cleanup_services_after_batch_completion(self) -> None:
+        for runtime in reversed(list(self._registry.values())):
+            runtime.begin_cleanup()
+            runtime.closed.wait()
+            with self._cond:
+                self.services.pop(runtime.name, None)
+                self._cond.notify_all()
+
+
+class LostErrors(Dispatcher):
+    """The wait returns normally although a setup, cleanup or task failed."""
+
+    def wait(
+        self, subject: str = "submit", timeout: float | None = None, *, begin: Event | None = None
+    ) -> None:
+        with self._lock:
+            self._errors_raised = True
+        super().wait(subject, timeout, begin=begin)
+
+
+@dataclass(frozen=True)
+class Mutant:
+    """A buggy dispatcher and the contract property its bug breaks."""
+
+    name: str
+    dispatcher: type[Dispatcher]
+    breaks: str
+
+    @property
+    def summary(self) -> str:
+        doc = self.dispatcher.__doc__ or ""
+        return " ".join(doc.split())
+
+
+MUTANTS: dict[str, Mutant] = {
+    m.name: m
+    for m in (
+        Mutant("pre_878", Pre878, "cleanup-exactly-once"),
+        Mutant("wait_on_is_running", WaitOnIsRunning, "no-early-return"),
+        Mutant("wait_on_tasks", WaitOnTasks, "no-early-return"),
+        Mutant("services_cleared_early", ServicesClearedEarly, "no-early-return"),
+        Mutant("cleanup_stops_at_first_failure", CleanupStopsAtFirstFailure, "failure-isolation"),
+        Mutant("cleanup_after_first_pipeline", CleanupAfterFirstPipeline, "no-use-after-cleanup"),
+        Mutant("double_cleanup", DoubleCleanup, "cleanup-exactly-once"),
+        Mutant("wait_on_sources", WaitOnSources, "no-data-loss"),
+        Mutant("unbalanced_counter", UnbalancedCounter, "no-hang"),
+        Mutant("unjoined_service_thread", UnjoinedServiceThread, "no-thread-leak"),
+        Mutant("lost_errors", LostErrors, "failure-isolation"),
+    )
+}

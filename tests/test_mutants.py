@@ -1,0 +1,247 @@
+"""Every property has power: each buggy dispatcher is caught by the property it breaks,
+and the reference passes the very same scenario.
+
+Scenarios hold gates closed until the wait returned (a bug) or a hold time passed (for a
+correct dispatcher the wait cannot return while a gate is closed). The hold time can only
+make a bug go unnoticed, never make a correct dispatcher fail.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from sage_lifecycle import EventKind, Trace, check
+from sage_lifecycle.gates import Gate
+from sage_lifecycle.mutants import MUTANTS
+from sage_lifecycle.reference import (
+    BaseService,
+    BatchFunction,
+    Dispatcher,
+    JobFailed,
+    JobHangError,
+    LocalEnvironment,
+    SinkFunction,
+)
+from sage_lifecycle.trace import Event
+
+K = EventKind
+DEADLINE = 30.0
+HOLD = 0.05  # how long a correct dispatcher's gates stay closed before the driver opens them
+
+
+@dataclass
+class Run:
+    trace: Trace
+    errors: list[BaseException] = field(default_factory=list)
+
+    def properties(self) -> set[str]:
+        return {v.property for v in check(self.trace.events())}
+
+
+def drive(
+    env: LocalEnvironment,
+    gates: list[Gate],
+    *,
+    release_when: Callable[[tuple[Event, ...]], bool] | None = None,
+    hold: float,
+) -> list[BaseException]:
+    """Run ``submit(autostop=True)`` in a harness thread and open the gates when the wait
+    has returned, ``release_when(events)`` holds, or ``hold`` seconds passed."""
+    errors: list[BaseException] = []
+
+    def submit() -> None:
+        try:
+            env.submit(autostop=True)
+        except BaseException as exc:
+            errors.append(exc)
+
+    trace = env.observer
+    assert isinstance(trace, Trace)
+    submitter = threading.Thread(target=submit, name="harness-submit", daemon=True)
+    submitter.start()
+
+    def released(events: tuple[Event, ...]) -> bool:
+        if any(e.kind is K.WAIT_END for e in events):
+            return True
+        return release_when is not None and release_when(events)
+
+    trace.wait_for(released, timeout=hold)
+    for gate in gates:
+        gate.open()
+    submitter.join(DEADLINE)
+    assert not submitter.is_alive(), "the harness thread outlived its deadline"
+    return errors
+
+
+def finish(env: LocalEnvironment) -> None:
+    """After checking: let a buggy job end so that no thread outlives the test."""
+    assert env.dispatcher is not None
+    stuck = env.dispatcher.release(DEADLINE)
+    assert not stuck, f"threads still alive: {stuck}"
+
+
+# -- scenarios ---------------------------------------------------------------------------
+
+
+class Hello(BaseService):
+    def hello(self) -> str:
+        return "hello"
+
+
+class CallsHello(SinkFunction):
+    def execute(self, data: Any) -> None:
+        self.call_service("hello", method="hello")
+
+
+def hello_world(dispatcher: type[Dispatcher], hold: float) -> tuple[LocalEnvironment, Run]:
+    """SAGE's hello_service_world: one service, source -> sink calling it."""
+    trace = Trace()
+    env = LocalEnvironment("hello", observer=trace, dispatcher_class=dispatcher)
+    env.register_service("hello", Hello)
+    env.from_batch([1, 2, 3]).sink(CallsHello)
+    return env, Run(trace, drive(env, [], hold=hold))
+
+
+def gated_cleanup(dispatcher: type[Dispatcher], hold: float) -> tuple[LocalEnvironment, Run]:
+    """The service's cleanup parks at a gate: the wait must not return before it ends."""
+    gate = Gate("cleanup", timeout=DEADLINE)
+
+    class Slow(BaseService):
+        def cleanup(self) -> None:
+            gate.pass_through()
+
+    trace = Trace()
+    env = LocalEnvironment("gated-cleanup", observer=trace, dispatcher_class=dispatcher)
+    env.register_service("slow", Slow)
+    env.from_batch([1, 2, 3]).sink(lambda x: None)
+    return env, Run(trace, drive(env, [gate], hold=hold))
+
+
+class Closing(BaseService):
+    def __init__(self, name: str, fail: bool = False) -> None:
+        self.name, self.fail = name, fail
+
+    def cleanup(self) -> None:
+        if self.fail:
+            raise OSError(f"{self.name}: cannot close")
+
+
+def failing_cleanup(dispatcher: type[Dispatcher], hold: float) -> tuple[LocalEnvironment, Run]:
+    """Three services, the middle one's cleanup raises; deadline short enough to see a hang."""
+    trace = Trace()
+    env = LocalEnvironment("failing", observer=trace, dispatcher_class=dispatcher, deadline=2.0)
+    env.register_service("a", Closing, "a")
+    env.register_service("b", Closing, "b", fail=True)
+    env.register_service("c", Closing, "c")
+    env.from_batch([1]).sink(lambda x: None)
+    return env, Run(trace, drive(env, [], hold=hold))
+
+
+def two_pipelines(dispatcher: type[Dispatcher], hold: float) -> tuple[LocalEnvironment, Run]:
+    """Two pipelines share a service; the second's source is held until the first ended."""
+    gate = Gate("second-source", timeout=DEADLINE)
+
+    class HeldSource(BatchFunction):
+        def __init__(self) -> None:
+            self.items = iter([1, 2])
+
+        def execute(self) -> Any:
+            gate.pass_through()
+            return next(self.items, None)
+
+    trace = Trace()
+    env = LocalEnvironment("two-pipelines", observer=trace, dispatcher_class=dispatcher)
+    env.register_service("hello", Hello)
+    env.from_batch([1]).sink(CallsHello)
+    env.from_batch(HeldSource).sink(CallsHello)
+
+    def first_pipeline_done_or_cleanup(events: tuple[Event, ...]) -> bool:
+        return any(e.kind is K.SERVICE_CLEANUP_END for e in events)
+
+    return env, Run(
+        trace, drive(env, [gate], release_when=first_pipeline_done_or_cleanup, hold=hold)
+    )
+
+
+def gated_sink(dispatcher: type[Dispatcher], hold: float) -> tuple[LocalEnvironment, Run]:
+    """The sink parks at a gate on its first item: the wait must not return before it drained."""
+    gate = Gate("sink", timeout=DEADLINE)
+    trace = Trace()
+    env = LocalEnvironment("gated-sink", observer=trace, dispatcher_class=dispatcher)
+    env.from_batch([1, 2, 3]).sink(lambda x: gate.pass_through())
+    return env, Run(trace, drive(env, [gate], hold=hold))
+
+
+Scenario = Callable[[type[Dispatcher], float], tuple[LocalEnvironment, Run]]
+#: For each mutant, the scenario that exposes its bug.
+EXPOSED_BY: dict[str, Scenario] = {
+    "pre_878": hello_world,
+    "wait_on_is_running": gated_cleanup,
+    "wait_on_tasks": gated_cleanup,
+    "services_cleared_early": gated_cleanup,
+    "cleanup_stops_at_first_failure": failing_cleanup,
+    "cleanup_after_first_pipeline": two_pipelines,
+    "double_cleanup": hello_world,
+    "wait_on_sources": gated_sink,
+    "unbalanced_counter": failing_cleanup,
+    "unjoined_service_thread": hello_world,
+    "lost_errors": failing_cleanup,
+}
+SCENARIOS = sorted(set(EXPOSED_BY.values()), key=lambda s: s.__name__)
+
+
+def test_every_mutant_has_a_scenario_and_every_property_a_mutant() -> None:
+    from sage_lifecycle import PROPERTIES
+
+    assert set(EXPOSED_BY) == set(MUTANTS)
+    assert {m.breaks for m in MUTANTS.values()} == set(PROPERTIES)
+
+
+@pytest.mark.parametrize("name", sorted(MUTANTS))
+def test_mutant_is_caught_by_the_property_it_breaks(name: str) -> None:
+    mutant = MUTANTS[name]
+    # Hold the gates until the buggy wait returns: the bug shows whatever the machine's load.
+    env, run = EXPOSED_BY[name](mutant.dispatcher, DEADLINE)
+    found = run.properties()
+    finish(env)
+    assert mutant.breaks in found, (
+        f"{name} ({mutant.summary}) was not caught by {mutant.breaks}; found {sorted(found)}"
+    )
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.__name__)
+def test_reference_passes_every_scenario(scenario: Scenario) -> None:
+    env, run = scenario(Dispatcher, HOLD)
+    violations = check(run.trace.events())
+    finish(env)
+    assert violations == []
+    for err in run.errors:  # only the injected faults, reported together
+        assert isinstance(err, JobFailed)
+        assert [str(e) for e in err.exceptions] == ["b: cannot close"]
+
+
+def test_pre_878_story_names_the_property_the_witnesses_and_the_timeline() -> None:
+    from sage_lifecycle.report import format_report
+
+    env, run = hello_world(MUTANTS["pre_878"].dispatcher, DEADLINE)
+    events = run.trace.events()
+    violations = check(events)
+    finish(env)
+    text = format_report(violations, events)
+    assert "cleanup-exactly-once" in text
+    assert "service 'hello' was never cleaned up" in text
+    assert "no-early-return" in text
+    assert "submit() returned, but the cleanup of service 'hello'" in text
+    assert ">>" in text
+    assert "wait.end" in text
+
+
+def test_the_hang_mutant_fails_with_a_deadline_not_a_stuck_suite() -> None:
+    env, run = failing_cleanup(MUTANTS["unbalanced_counter"].dispatcher, DEADLINE)
+    finish(env)
+    assert [type(e) for e in run.errors] == [JobHangError]
