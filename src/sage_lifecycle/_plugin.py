@@ -255,8 +255,19 @@ def _finish(item: pytest.Item, session: _Session) -> tuple[list[Violation], str]
     from .report import format_report
 
     errors = _close_all(session)
+    for env in session.envs:  # a wait that returned early: let the trace show the rest
+        if env.dispatcher is not None:
+            env.dispatcher.settle(session.deadline)
     events = session.trace.events()
     violations = check(events, properties=session.properties)
+    # Only now, with the verdict taken, let a misbehaving job end so no thread outlives
+    # the test; what this records comes after the trace that was checked.
+    stuck = [
+        t.name
+        for env in session.envs
+        if env.dispatcher is not None
+        for t in env.dispatcher.release(session.deadline)
+    ]
     item.ihook.pytest_lifecycle_checked(item=item, events=events, violations=violations)
     stats = item.config.stash[_STATS]
     stats.tests += 1
@@ -266,6 +277,10 @@ def _finish(item: pytest.Item, session: _Session) -> tuple[list[Violation], str]
     text = format_report(violations, events) if violations else ""
     if errors:
         text += ("\n\n" if text else "") + _unwaited(errors)
+    if stuck:
+        text += ("\n\n" if text else "") + (
+            f"threads still alive {session.deadline} s after the test: {', '.join(stuck)}"
+        )
     return violations, text
 
 

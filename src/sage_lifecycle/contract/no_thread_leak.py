@@ -37,6 +37,8 @@ def check(events: Sequence[Event], *, complete: bool = True) -> list[Violation]:
     if not waits:
         return out
     wait = waits[0]
+    unjoined: list[Event] = []
+    late: list[tuple[Event, Event]] = []
     for e in events:
         if e.seq > wait.seq:
             break
@@ -44,19 +46,25 @@ def check(events: Sequence[Event], *, complete: bool = True) -> list[Violation]:
             continue
         j = joined.get(e.subject)
         if j is None:
-            out.append(
-                violation(
-                    PROPERTY,
-                    f"thread {e.subject!r} was not joined when {wait.subject}() returned",
-                    [e, wait],
-                )
-            )
+            unjoined.append(e)
         elif j.seq > wait.seq:
-            out.append(
-                violation(
-                    PROPERTY,
-                    f"thread {e.subject!r} was joined only after {wait.subject}() returned",
-                    [e, wait, j],
-                )
+            late.append((e, j))
+    if unjoined:
+        names = ", ".join(repr(e.subject) for e in unjoined)
+        out.append(
+            violation(
+                PROPERTY,
+                f"{len(unjoined)} thread(s) not joined when {wait.subject}() returned: {names}",
+                [*unjoined[:3], wait],
             )
+        )
+    if late:
+        names = ", ".join(repr(start.subject) for start, _ in late)
+        out.append(
+            violation(
+                PROPERTY,
+                f"{len(late)} thread(s) joined only after {wait.subject}() returned: {names}",
+                [late[0][0], wait, late[0][1]],
+            )
+        )
     return out

@@ -626,6 +626,15 @@ class Dispatcher:
             )
         self._record(EventKind.WAIT_END, subject, begin=begin_seq, outcome="returned")
 
+    def settle(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` for the job's own end (the controller finished).
+
+        After a wait that returned early, this lets the trace show what the job did
+        next (a late cleanup, say) before it is checked. Forces nothing.
+        """
+        with self._cond:
+            return self._cond.wait_for(lambda: self._finished, timeout)
+
     def release(self, timeout: float) -> list[threading.Thread]:
         """Best effort after a failed or early wait: let the job end and join its threads.
 
@@ -634,9 +643,7 @@ class Dispatcher:
         threads still alive. Anything this records comes after the wait it follows.
         """
         deadline = time.monotonic() + timeout
-        with self._cond:
-            self._cond.wait_for(lambda: self._finished, timeout)
-        if self._finished:
+        if self.settle(timeout):
             for runtime in self._registry.values():
                 runtime.begin_cleanup()
         for thread in self.threads():
