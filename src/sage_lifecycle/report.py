@@ -16,6 +16,8 @@ def _describe(e: Event) -> str:
     bits = [e.subject]
     for key in ("method", "caller", "node", "item", "outcome", "reported"):
         value = e.get(key)
+        if key == "node" and e.subject.startswith(f"{value}["):
+            continue  # the task instance's name already says its node
         if value not in (None, (), ""):
             bits.append(f"{key}={value}")
     if e.error is not None:

@@ -69,8 +69,8 @@ class Event:
 
     ``subject`` names what the event is about (a service, a task instance, a thread, a
     wait call); ``job`` names the job, so one trace can hold several jobs; ``data`` holds
-    the kind-specific details that the checkers read (see the kinds' documentation in
-    DESIGN.md). Events compare by identity: ``seq`` is unique within a trace.
+    the kind-specific details that the checkers read (see docs/events.md).
+    Events compare by identity: ``seq`` is unique within a trace.
     """
 
     seq: int
