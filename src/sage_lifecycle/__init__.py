@@ -14,16 +14,14 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 # The pytest plugin is this package: its hooks and fixtures live in _plugin.
-from ._plugin import (
-    lifecycle_env,
-    lifecycle_env_factory,
-    lifecycle_trace,
-    pytest_addhooks,
-    pytest_addoption,
-    pytest_configure,
-    pytest_runtest_call,
-    pytest_terminal_summary,
-)
+from ._plugin import lifecycle_env as lifecycle_env
+from ._plugin import lifecycle_env_factory as lifecycle_env_factory
+from ._plugin import lifecycle_trace as lifecycle_trace
+from ._plugin import pytest_addhooks as pytest_addhooks
+from ._plugin import pytest_addoption as pytest_addoption
+from ._plugin import pytest_configure as pytest_configure
+from ._plugin import pytest_runtest_call as pytest_runtest_call
+from ._plugin import pytest_terminal_summary as pytest_terminal_summary
 
 if TYPE_CHECKING:
     from .contract import PROPERTIES, Property, Violation, check
@@ -59,17 +57,6 @@ _LAZY = {
     "Observer": "trace",
     "Trace": "trace",
 }
-
-_PLUGIN = (
-    lifecycle_env,
-    lifecycle_env_factory,
-    lifecycle_trace,
-    pytest_addhooks,
-    pytest_addoption,
-    pytest_configure,
-    pytest_runtest_call,
-    pytest_terminal_summary,
-)
 
 
 def __getattr__(name: str) -> Any:

@@ -8,7 +8,14 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .dispatcher import RuntimeContext
 
-__all__ = ["BaseFunction", "BatchFunction", "FilterFunction", "MapFunction", "SinkFunction"]
+__all__ = [
+    "BaseFunction",
+    "BatchFunction",
+    "FilterFunction",
+    "MapFunction",
+    "ServiceCaller",
+    "SinkFunction",
+]
 
 
 def _require_ctx(owner: Any) -> RuntimeContext:
@@ -21,8 +28,8 @@ def _require_ctx(owner: Any) -> RuntimeContext:
     return ctx  # type: ignore[no-any-return]
 
 
-class BaseFunction:
-    """Base of every stage function. ``self.call_service`` reaches the job's services."""
+class ServiceCaller:
+    """What functions and services share: ``self.call_service(name, ..., method=...)``."""
 
     ctx: RuntimeContext | None = None
 
@@ -43,6 +50,10 @@ class BaseFunction:
                     return self.call_service("db", data, method="get")
         """
         return _require_ctx(self).call_service(name, args, kwargs, method=method, timeout=timeout)
+
+
+class BaseFunction(ServiceCaller):
+    """Base of every stage function. ``self.call_service`` reaches the job's services."""
 
 
 class BatchFunction(BaseFunction):
