@@ -47,6 +47,10 @@ class EventKind(str, enum.Enum):
     THREAD_START = "thread.start"
     THREAD_JOINED = "thread.joined"
     THREAD_ALIVE = "thread.alive"
+    NODE_DECLARE = "node.declare"
+    GATE_PARK = "gate.park"
+    GATE_OPEN = "gate.open"
+    GATE_FAIL = "gate.fail"
     WAIT_BEGIN = "wait.begin"
     WAIT_END = "wait.end"
     WAIT_DEADLINE = "wait.deadline"
@@ -192,6 +196,24 @@ class Trace:
         """
         with self._changed:
             return bool(self._changed.wait_for(lambda: predicate(tuple(self._events)), timeout))
+
+    def wait_idle(self, quiet: float, *, timeout: float) -> bool:
+        """Block until no event was recorded for ``quiet`` seconds, or ``timeout`` passed.
+
+        Returns whether the trace went quiet. Used to hold a gate closed until everything
+        that can happen without it has happened.
+        """
+        end = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                remaining = end - time.monotonic()
+                if remaining <= 0:
+                    return False
+                seen = len(self._events)
+                if not self._changed.wait_for(
+                    lambda: len(self._events) != seen, min(quiet, remaining)
+                ):
+                    return True
 
     def __len__(self) -> int:
         with self._lock:

@@ -30,7 +30,7 @@ def check(events: Sequence[Event], *, complete: bool = True) -> list[Violation]:
     failed: set[str] = set()
     node_of: dict[str, str] = {}
     for e in events:
-        if e.kind in (EventKind.TASK_CREATE, EventKind.TASK_START):
+        if e.kind in (EventKind.NODE_DECLARE, EventKind.TASK_CREATE, EventKind.TASK_START):
             node = str(e.get("node", e.subject))
             node_of[e.subject] = node
             ancestors[node] = frozenset(e.get("ancestors", ()))

@@ -1,0 +1,433 @@
+"""Hypothesis state machines that prove the lifecycle contract on a target.
+
+- :class:`LifecycleMachine` (black box): draws a topology, builds it on the target with
+  the harness's probes, runs the target's wait on a harness thread, then opens and fails
+  gates in an order Hypothesis draws. The contract is checked as an invariant after every
+  step (what can already be wrong) and in full at teardown; a wait that outlives its
+  deadline fails ``no-hang`` with the stacks of every thread.
+- :class:`DispatcherMachine` (white box): drives the reference ``Dispatcher`` directly
+  with stop signals in random order, duplicated and concurrent, interleaved with stop
+  requests, with invariants on its state.
+
+Both are importable: subclass them for your own runtime::
+
+    class MyRuntimeMachine(LifecycleMachine):
+        target_factory = staticmethod(MyTarget)
+
+    TestMyRuntime = MyRuntimeMachine.TestCase
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
+
+from ._stacks import format_thread_stacks
+from .contract import PROPERTIES, check
+from .probes import InjectedFault, Probes
+from .reference import BaseService, Dispatcher, JobHangError
+from .reference.dispatcher import ServiceSpec as RuntimeServiceSpec
+from .report import LifecycleViolation, format_report
+from .target import ReferenceTarget, Target
+from .topology import Topology, topologies
+from .trace import EventKind, Trace
+
+__all__ = ["DispatcherMachine", "HarnessError", "LifecycleMachine", "stats"]
+
+_jobs = itertools.count(1)
+
+
+class HarnessError(AssertionError):
+    """The target broke the harness's expectations in a way no property names
+    (an adapter that crashed, a wait that raised although nothing failed)."""
+
+
+class _Stats:
+    """Counts across all machines of this process, for the conformance summary."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.examples = 0
+        self.violations: dict[str, int] = {}
+
+    def count(self, violations: list[Any] | tuple[Any, ...] = ()) -> None:
+        with self.lock:
+            self.examples += 1
+            for v in violations:
+                self.violations[v.property] = self.violations.get(v.property, 0) + 1
+
+
+stats = _Stats()
+
+
+class LifecycleMachine(RuleBasedStateMachine):
+    """Black-box conformance of a target against the whole lifecycle contract.
+
+    Class attributes configure it: ``target_factory`` (a callable returning a fresh
+    :class:`~sage_lifecycle.target.Target`), ``deadline`` (seconds the wait may take
+    once every gate is open), ``hold`` (seconds of quiet before a gate opens: everything
+    that can happen while the gate is closed happens first), ``gate_faults`` (whether the
+    driver may fail gates as well as open them). Override ``topologies()`` to change the
+    jobs drawn.
+    """
+
+    target_factory: ClassVar[Callable[[], Target]] = ReferenceTarget
+    deadline: ClassVar[float] = 30.0
+    hold: ClassVar[float] = 0.005
+    gate_faults: ClassVar[bool] = True
+    #: The contract properties this machine checks; ``None`` checks them all.
+    properties: ClassVar[tuple[str, ...] | None] = None
+
+    @classmethod
+    def for_property(cls, prop: str) -> type[LifecycleMachine]:
+        """A subclass that checks only ``prop``.
+
+        One machine per property keeps shrinking honest: a bug that also shows, by
+        timing, under another property cannot pull the counterexample toward that one.
+        """
+        if prop not in PROPERTIES:
+            raise ValueError(f"unknown property {prop!r}; expected one of {', '.join(PROPERTIES)}")
+        name = "".join(part.title() for part in prop.split("-"))
+        return type(f"{cls.__name__}_{name}", (cls,), {"properties": (prop,)})
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.trace = Trace()
+        self.probes: Probes | None = None
+        self.target: Target | None = None
+        self.runner: threading.Thread | None = None
+        self.raised: BaseException | None = None
+        self._failed = False
+        self._threads_before: set[threading.Thread] = set()
+
+    def topologies(self) -> Any:
+        """The strategy of topologies this machine draws from."""
+        return topologies()
+
+    # -- the run -------------------------------------------------------------------
+    @initialize(data=st.data())
+    def start(self, data: Any) -> None:
+        topology: Topology = data.draw(self.topologies(), label="topology")
+        target = type(self).target_factory()
+        job = f"{target.name}#{next(_jobs)}"
+        probes = Probes(topology, self.trace, job=job, gate_timeout=self.deadline)
+        self._threads_before = set(threading.enumerate())
+        self.target, self.probes = target, probes
+        try:
+            target.build(probes)
+        except Exception as exc:
+            raise HarnessError(
+                f"target {target.name!r} failed to build the job: {type(exc).__name__}: {exc}\n"
+                f"{topology.describe()}"
+            ) from exc
+        probes.declare()
+        self.runner = threading.Thread(
+            target=self._wait, name=f"lifecycle-harness/{job}", daemon=True
+        )
+        self.runner.start()
+        self._settle()
+
+    def _wait(self) -> None:
+        assert self.target is not None and self.probes is not None
+        probes = self.probes
+        begin = probes.record(EventKind.WAIT_BEGIN, "submit")
+        try:
+            self.target.wait()
+        except BaseException as exc:
+            self.raised = exc
+            probes.record(
+                EventKind.WAIT_END,
+                "submit",
+                begin=begin.seq,
+                outcome="raised",
+                reported=probes.reported(exc),
+            )
+        else:
+            probes.record(EventKind.WAIT_END, "submit", begin=begin.seq, outcome="returned")
+
+    def _parked_gates(self) -> list[str]:
+        """Closed gates a thread is waiting at, in name order."""
+        if self.probes is None:
+            return []
+        return sorted(
+            name for name, gate in self.probes.gates.items() if not gate.is_open and gate.parked
+        )
+
+    def _settle(self) -> None:
+        """Let the job run until it goes quiet (or the deadline passed).
+
+        Every step ends here, so the next gate opens only after everything that can
+        happen while it is closed has happened, and each step ends in the same state
+        whatever the machine's speed: the invariants see the same thing on replay.
+        """
+        self.trace.wait_idle(self.hold, timeout=self.deadline)
+
+    @rule()
+    def let_it_run(self) -> None:
+        """Let the job run until it goes quiet, gates unchanged."""
+        if self.runner is not None and self.runner.is_alive():
+            self._settle()
+
+    @precondition(lambda self: bool(self._parked_gates()))
+    @rule(data=st.data())
+    def open_gate(self, data: Any) -> None:
+        name = data.draw(st.sampled_from(self._parked_gates()), label="open gate")
+        assert self.probes is not None
+        self.probes.record(EventKind.GATE_OPEN, name)
+        self.probes.gates[name].open()
+        self._settle()
+
+    @precondition(lambda self: self.gate_faults and bool(self._parked_gates()))
+    @rule(data=st.data())
+    def fail_gate(self, data: Any) -> None:
+        name = data.draw(st.sampled_from(self._parked_gates()), label="fail gate")
+        assert self.probes is not None
+        self.probes.record(EventKind.GATE_FAIL, name)
+        self.probes.gates[name].fail(InjectedFault(f"gate {name} failed by the driver"))
+        self._settle()
+
+    @invariant()
+    def contract_holds_so_far(self) -> None:
+        """What can already be wrong mid-run (a second cleanup, a call after cleanup, an
+        early return, an expired deadline) fails the step; the report then shows the
+        whole story, with the job run to its end."""
+        if self.probes is None or self._failed:
+            return
+        if check(self.trace.events(), properties=self.properties, complete=False):
+            self._drain()
+            self._raise_if(check(self.trace.events(), properties=self.properties))
+
+    def _raise_if(self, violations: list[Any], extra: str = "") -> None:
+        if not violations:
+            return
+        self._failed = True
+        events = self.trace.events()
+        topology = self.probes.topology.describe() if self.probes is not None else ""
+        target = self.target.name if self.target is not None else "?"
+        stats.count(violations)
+        raise LifecycleViolation(
+            f"{format_report(violations, events)}\n\ntarget: {target}\ntopology:\n{topology}"
+            + extra,
+            violations,
+        )
+
+    def _drain(self) -> None:
+        """Run the job to its end: open what is parked, one gate at a time, letting the
+        job go quiet between; then give the wait its deadline and look for leaked threads.
+        """
+        assert self.probes is not None and self.runner is not None
+        probes, runner = self.probes, self.runner
+        while parked := self._parked_gates():
+            probes.record(EventKind.GATE_OPEN, parked[0])
+            probes.gates[parked[0]].open()
+            self._settle()
+        runner.join(self.deadline)
+        if runner.is_alive():
+            begin = next(e for e in self.trace.events() if e.kind is EventKind.WAIT_BEGIN)
+            probes.record(
+                EventKind.WAIT_DEADLINE,
+                "submit",
+                begin=begin.seq,
+                deadline=self.deadline,
+                stacks=format_thread_stacks(),
+            )
+        else:
+            self._check_threads()
+
+    def teardown(self) -> None:
+        if self.probes is None or self.runner is None:
+            return
+        try:
+            if not self._failed:
+                self._drain()
+                self._raise_if(check(self.trace.events(), properties=self.properties))
+                self._check_unexplained()
+                stats.count()
+        finally:
+            # The verdict is taken: free every gate so nothing of the harness holds the
+            # target while it releases what it started.
+            for gate in self.probes.gates.values():
+                gate.open()
+            if self.target is not None:
+                self.target.release()
+
+    def _check_threads(self) -> None:
+        """Record, as ``thread.alive``, each new thread alive after the target's grace."""
+        assert self.target is not None and self.probes is not None
+        grace = self.target.grace
+        allow = self.target.thread_allowlist
+        new = [
+            t
+            for t in threading.enumerate()
+            if t not in self._threads_before
+            and t is not self.runner
+            and not t.name.startswith(allow or ("\0",))
+        ]
+        end = time.monotonic() + grace
+        for t in new:
+            t.join(max(0.0, end - time.monotonic()))
+        for t in new:
+            if t.is_alive():
+                self.probes.record(EventKind.THREAD_ALIVE, t.name)
+
+    def _check_unexplained(self) -> None:
+        """A wait that raised although nothing it raised was an injected failure."""
+        assert self.probes is not None
+        if self.raised is None or isinstance(self.raised, JobHangError):
+            return
+        if not self.probes.reported(self.raised):
+            raise HarnessError(
+                f"the wait raised {type(self.raised).__name__}: {self.raised}, which carries "
+                "none of the failures the harness injected:\n"
+                f"{self.probes.topology.describe()}"
+            ) from self.raised
+
+
+# -- white box ------------------------------------------------------------------------
+
+
+class _Recorded(BaseService):
+    """A service for the white-box machine: the dispatcher itself records its lifecycle."""
+
+
+class _VirtualTasks(Dispatcher):
+    """The reference dispatcher with named tasks and no task threads: the machine
+    delivers their stop signals itself."""
+
+    def start_virtual(self, services: list[RuntimeServiceSpec], tasks: list[str]) -> None:
+        with self._cond:
+            self.tasks = {name: None for name in tasks}  # type: ignore[misc]
+        self.start(services, [])
+
+
+class DispatcherMachine(RuleBasedStateMachine):
+    """White-box: the reference ``Dispatcher`` under stop signals in any order.
+
+    Signals arrive in random order, duplicated, and concurrently from several threads,
+    interleaved with a background ``stop`` wait. Invariants: services are cleaned only
+    once every task stopped, ``tasks`` is exactly the tasks not yet signalled, each
+    duplicate is counted and ignored, and the contract holds on the dispatcher's trace.
+    ``dispatcher_class`` may be a subclass to test (a mutant, say).
+    """
+
+    dispatcher_class: ClassVar[type[Dispatcher]] = Dispatcher
+    deadline: ClassVar[float] = 30.0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.trace = Trace()
+        self.dispatcher: _VirtualTasks | None = None
+        self.names: list[str] = []
+        self.stopped: set[str] = set()
+        self.sent = 0
+        self.background: threading.Thread | None = None
+        self.background_error: list[BaseException] = []
+
+    @initialize(tasks=st.integers(1, 6), services=st.integers(0, 3))
+    def start(self, tasks: int, services: int) -> None:
+        cls = type("WhiteBox", (_VirtualTasks, self.dispatcher_class), {})
+        d: _VirtualTasks = cls(f"white-box#{next(_jobs)}", observer=self.trace, deadline=self.deadline)
+        self.names = [f"t{i}" for i in range(tasks)]
+        specs = [RuntimeServiceSpec(f"s{i}", _Recorded) for i in range(services)]
+        d.start_virtual(specs, self.names)
+        self.dispatcher = d
+
+    @rule(data=st.data(), concurrent=st.booleans())
+    def signal(self, data: Any, concurrent: bool) -> None:
+        names = data.draw(
+            st.lists(st.sampled_from(self.names), min_size=1, max_size=4), label="stop signals"
+        )
+        d = self.dispatcher
+        assert d is not None
+        self.sent += len(names)
+        if not concurrent:
+            for n in names:
+                d.receive_node_stop_signal(n)
+        else:
+            barrier = threading.Barrier(len(names))
+
+            def send(n: str) -> None:
+                barrier.wait(timeout=self.deadline)
+                d.receive_node_stop_signal(n)
+
+            threads = [
+                threading.Thread(target=send, args=(n,), name=f"signal-{n}") for n in names
+            ]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(self.deadline)
+                if t.is_alive():
+                    raise AssertionError(f"{t.name} hung\n{format_thread_stacks()}")
+        self.stopped.update(names)
+
+    @precondition(lambda self: self.background is None)
+    @rule()
+    def stop_in_background(self) -> None:
+        d = self.dispatcher
+        assert d is not None
+
+        def stop() -> None:
+            try:
+                d.request_stop()
+                d.wait("stop")
+            except BaseException as exc:
+                self.background_error.append(exc)
+
+        self.background = threading.Thread(target=stop, name="white-box-stop", daemon=True)
+        self.background.start()
+
+    @invariant()
+    def state_is_consistent(self) -> None:
+        d = self.dispatcher
+        if d is None:
+            return
+        with d._cond:
+            remaining = set(d.tasks)
+            duplicates = d.duplicate_stop_signals
+        assert remaining == set(self.names) - self.stopped, (remaining, self.stopped)
+        assert duplicates == self.sent - len(self.stopped), (duplicates, self.sent)
+        cleanups = self.trace.of_kind(EventKind.SERVICE_CLEANUP_BEGIN)
+        if cleanups:
+            assert self.stopped == set(self.names), (
+                f"cleanup began while tasks {sorted(set(self.names) - self.stopped)} "
+                "had not stopped"
+            )
+        violations = check(self.trace.events(), complete=False)
+        if violations:
+            raise LifecycleViolation(format_report(violations, self.trace.events()), violations)
+
+    def teardown(self) -> None:
+        d = self.dispatcher
+        if d is None:
+            return
+        for n in self.names:
+            d.receive_node_stop_signal(n)
+        if self.background is not None:
+            self.background.join(self.deadline)
+            assert not self.background.is_alive(), format_thread_stacks()
+            assert not self.background_error, self.background_error
+        else:
+            d.wait("submit")
+        assert d.is_finished()
+        assert not [t for t in d.threads() if t.is_alive()]
+        violations = check(self.trace.events())
+        if violations:
+            raise LifecycleViolation(format_report(violations, self.trace.events()), violations)
+        cleaned = [e.subject for e in self.trace.of_kind(EventKind.SERVICE_CLEANUP_END)]
+        assert sorted(cleaned) == sorted(s for s in self._service_names()), cleaned
+
+    def _service_names(self) -> list[str]:
+        return [e.subject for e in self.trace.of_kind(EventKind.SERVICE_CONSTRUCT)]

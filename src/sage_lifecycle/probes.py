@@ -1,0 +1,267 @@
+"""Probes: the harness's own services, sources, stages and sinks.
+
+A target adapter wraps these behaviours in its runtime's base classes (SAGE's
+``BaseService``, ``BatchFunction``, ...). The probes record every lifecycle event into the
+trace themselves, so the harness observes any runtime as a user's code would, and they
+park at gates the driver opens or fails: the end of each source, each service's cleanup,
+and chosen stage and sink items.
+
+Example (inside an adapter)::
+
+    class Service(BaseService):
+        def __init__(self, probe): self.probe = probe; probe.constructed()
+        def setup(self): self.probe.setup()
+        def call(self, caller, item): return self.probe.call(caller, item)
+        def cleanup(self): self.probe.cleanup()
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from .gates import Gate
+from .topology import PipelineSpec, ServiceSpec, SinkSpec, StageSpec, Topology
+from .trace import Event, EventKind, Trace, describe_error
+
+__all__ = ["InjectedFault", "Probes", "ServiceProbe", "SinkProbe", "SourceProbe", "StageProbe"]
+
+CallService = Callable[[str, str], Any]
+"""How a probe calls a service through its runtime: ``call(service_name, item)``."""
+
+
+class InjectedFault(RuntimeError):
+    """The failure a probe raises on purpose."""
+
+
+def item_index(item: str) -> int:
+    """The index of an item key ``"p0#3"``."""
+    return int(item.rsplit("#", 1)[1])
+
+
+class Probes:
+    """Everything the harness hands to a target for one topology: behaviours and gates."""
+
+    def __init__(self, topology: Topology, trace: Trace, *, job: str, gate_timeout: float) -> None:
+        self.topology = topology
+        self.trace = trace
+        self.job = job
+        self.gates: dict[str, Gate] = {}
+        self.gate_timeout = gate_timeout
+        self._errors: dict[int, tuple[BaseException, int]] = {}
+        self.services = {s.name: ServiceProbe(self, s) for s in topology.services}
+        self.sources: list[SourceProbe] = []
+        self.stages: list[list[StageProbe]] = []
+        self.sinks: list[list[SinkProbe]] = []
+        for i, p in enumerate(topology.pipelines):
+            source = SourceProbe(self, i, p)
+            self.sources.append(source)
+            upstream = (source.node,)
+            stages = []
+            for j, st in enumerate(p.stages):
+                stage = StageProbe(self, i, j, st, upstream)
+                stages.append(stage)
+                upstream = (stage.node, *upstream)
+            self.stages.append(stages)
+            self.sinks.append([SinkProbe(self, i, j, sk, upstream) for j, sk in enumerate(p.sinks)])
+        for s in self.topology.services:
+            self._gate(f"cleanup:{s.name}")
+
+    def declare(self) -> None:
+        """Record the job's nodes (roles and ancestors) before the runtime starts."""
+        for source in self.sources:
+            self.record(EventKind.NODE_DECLARE, source.node, role="source", ancestors=())
+        for stages, sinks in zip(self.stages, self.sinks, strict=True):
+            for stage in stages:
+                self.record(
+                    EventKind.NODE_DECLARE, stage.node, role=stage.spec.kind, ancestors=stage.ancestors
+                )
+            for sink in sinks:
+                self.record(EventKind.NODE_DECLARE, sink.node, role="sink", ancestors=sink.ancestors)
+
+    # -- recording -----------------------------------------------------------------
+    def record(self, kind: EventKind, subject: str, *, error: str | None = None, **data: Any) -> Event:
+        return self.trace.record(kind, subject, job=self.job, error=error, **data)
+
+    def failure(
+        self, kind: EventKind, subject: str, exc: BaseException, **data: Any
+    ) -> BaseException:
+        """Record a failure event for ``exc`` and remember it, to match what the wait raises."""
+        event = self.record(kind, subject, error=describe_error(exc), **data)
+        self._errors[id(exc)] = (exc, event.seq)
+        return exc
+
+    def reported(self, raised: BaseException | None) -> tuple[int, ...]:
+        """Sequence numbers of the recorded failures that ``raised`` carries.
+
+        Matches by identity through exception groups, causes and contexts, and, for
+        runtimes that re-wrap errors, by the failure's text appearing in the message.
+        """
+        if raised is None:
+            return ()
+        found: set[int] = set()
+        seen: set[int] = set()
+        texts: list[str] = []
+        stack: list[BaseException] = [raised]
+        while stack:
+            exc = stack.pop()
+            if id(exc) in seen:
+                continue
+            seen.add(id(exc))
+            texts.append(str(exc))
+            if id(exc) in self._errors and self._errors[id(exc)][0] is exc:
+                found.add(self._errors[id(exc)][1])
+            stack.extend(getattr(exc, "exceptions", ()))
+            stack.extend(e for e in (exc.__cause__, exc.__context__) if e is not None)
+        blob = "\n".join(texts)
+        for exc, seq in self._errors.values():
+            if seq not in found and str(exc) and str(exc) in blob:
+                found.add(seq)
+        return tuple(sorted(found))
+
+    # -- gates ---------------------------------------------------------------------
+    def _gate(self, name: str) -> Gate:
+        gate = self.gates.get(name)
+        if gate is None:
+            gate = self.gates[name] = Gate(name, timeout=self.gate_timeout)
+        return gate
+
+    def pass_gate(self, name: str) -> None:
+        """Park at gate ``name`` (recorded) until the driver opens or fails it."""
+        gate = self.gates[name]
+        self.record(EventKind.GATE_PARK, name)
+        gate.pass_through()
+
+
+class ServiceProbe:
+    """A service that records construction, setup, calls and cleanup, and parks or fails."""
+
+    def __init__(self, probes: Probes, spec: ServiceSpec) -> None:
+        self.probes = probes
+        self.spec = spec
+        self.name = spec.name
+
+    def constructed(self) -> None:
+        self.probes.record(EventKind.SERVICE_CONSTRUCT, self.name)
+
+    def setup(self) -> None:
+        p = self.probes
+        p.record(EventKind.SERVICE_SETUP_BEGIN, self.name)
+        if self.spec.setup == "raises":
+            raise p.failure(
+                EventKind.SERVICE_SETUP_END, self.name, InjectedFault(f"setup of {self.name} failed")
+            )
+        p.record(EventKind.SERVICE_SETUP_END, self.name)
+
+    def call(self, caller: str, item: str) -> str:
+        p = self.probes
+        begin = p.record(EventKind.SERVICE_CALL_BEGIN, self.name, method="call", caller=caller)
+        p.record(EventKind.SERVICE_CALL_END, self.name, begin=begin.seq, method="call")
+        return item
+
+    def cleanup(self) -> None:
+        p = self.probes
+        p.record(EventKind.SERVICE_CLEANUP_BEGIN, self.name)
+        try:
+            p.pass_gate(f"cleanup:{self.name}")
+            if self.spec.cleanup == "raises":
+                raise InjectedFault(f"cleanup of {self.name} failed")
+        except Exception as exc:
+            raise p.failure(EventKind.SERVICE_CLEANUP_END, self.name, exc) from None
+        p.record(EventKind.SERVICE_CLEANUP_END, self.name)
+
+
+class _TaskProbe:
+    node: str
+
+    def __init__(self, probes: Probes) -> None:
+        self.probes = probes
+
+    def _guarded(self, fn: Callable[[], Any]) -> Any:
+        """Run ``fn``; record any failure as this task's error before it propagates."""
+        try:
+            return fn()
+        except Exception as exc:
+            raise self.probes.failure(EventKind.TASK_ERROR, self.node, exc, node=self.node) from None
+
+    def _calls(self, calls: tuple[str, ...], item: str, call: CallService) -> None:
+        for service in calls:
+            call(service, item)
+
+
+class SourceProbe(_TaskProbe):
+    """A batch source: ``next()`` returns item keys ``"p0#0"``, then ``None`` at the end."""
+
+    def __init__(self, probes: Probes, index: int, spec: PipelineSpec) -> None:
+        super().__init__(probes)
+        self.spec = spec
+        self.index = index
+        self.node = f"p{index}.source"
+        self._next = 0
+        probes._gate(f"end:p{index}")
+
+    def next(self) -> str | None:
+        if self._next < self.spec.items:
+            item = f"p{self.index}#{self._next}"
+            self._next += 1
+            self.probes.record(EventKind.ITEM_EMIT, self.node, node=self.node, item=item)
+            return item
+        if self._next == self.spec.items:
+            self._next += 1
+            self._guarded(lambda: self.probes.pass_gate(f"end:p{self.index}"))
+        return None
+
+
+class StageProbe(_TaskProbe):
+    """A map (returns the item) or filter (keeps even indexes) that may call, park or fail."""
+
+    def __init__(
+        self, probes: Probes, pipeline: int, index: int, spec: StageSpec, ancestors: tuple[str, ...]
+    ) -> None:
+        super().__init__(probes)
+        self.spec = spec
+        self.node = f"p{pipeline}.stage{index}"
+        self.ancestors = ancestors
+        if spec.gated_on is not None:
+            probes._gate(f"item:{self.node}#{spec.gated_on}")
+
+    def process(self, item: str, call: CallService) -> Any:
+        return self._guarded(lambda: self._process(item, call))
+
+    def _process(self, item: str, call: CallService) -> Any:
+        k = item_index(item)
+        if self.spec.gated_on == k:
+            self.probes.pass_gate(f"item:{self.node}#{k}")
+        if self.spec.raises_on == k:
+            raise InjectedFault(f"{self.node} failed on item {item}")
+        self._calls(self.spec.calls, item, call)
+        if self.spec.kind == "filter":
+            keep = k % 2 == 0
+            if not keep:
+                self.probes.record(EventKind.ITEM_DROP, self.node, node=self.node, item=item)
+            return keep
+        return item
+
+
+class SinkProbe(_TaskProbe):
+    """A sink that may park on one item, records what reached it, and calls services."""
+
+    def __init__(
+        self, probes: Probes, pipeline: int, index: int, spec: SinkSpec, ancestors: tuple[str, ...]
+    ) -> None:
+        super().__init__(probes)
+        self.spec = spec
+        self.node = f"p{pipeline}.sink{index}"
+        self.ancestors = ancestors
+        if spec.gated_on is not None:
+            probes._gate(f"item:{self.node}#{spec.gated_on}")
+
+    def consume(self, item: str, call: CallService) -> None:
+        self._guarded(lambda: self._consume(item, call))
+
+    def _consume(self, item: str, call: CallService) -> None:
+        k = item_index(item)
+        if self.spec.gated_on == k:
+            self.probes.pass_gate(f"item:{self.node}#{k}")
+        self.probes.record(EventKind.ITEM_SINK, self.node, node=self.node, item=item)
+        self._calls(self.spec.calls, item, call)

@@ -1,0 +1,270 @@
+"""Targets: the runtime under test, behind one small protocol.
+
+A target turns a topology plus the harness's probes into a job on its runtime, using
+the runtime's own public API and base classes, and blocks in that runtime's wait call.
+The harness does the timing and the recording; targets never import the plugin.
+
+Choose one with ``--lifecycle-target``:
+
+- ``reference`` (default): the embedded reference dispatcher;
+- ``mutant:<name>``: the reference with one bug from :mod:`sage_lifecycle.mutants`;
+- ``module:attr``: a user's adapter (a ``Target`` class, or a factory returning one);
+- a name registered under the ``sage_lifecycle.targets`` entry-point group.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any, Protocol, runtime_checkable
+
+from .probes import Probes
+from .reference import (
+    BaseService,
+    BatchFunction,
+    Dispatcher,
+    FilterFunction,
+    LocalEnvironment,
+    MapFunction,
+    SinkFunction,
+)
+from .trace import Event, EventKind, Trace
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "ReferenceTarget",
+    "Target",
+    "TargetError",
+    "available_targets",
+    "resolve_target",
+]
+
+ENTRY_POINT_GROUP = "sage_lifecycle.targets"
+
+
+class TargetError(LookupError):
+    """A target name that cannot be resolved, or an adapter that is not a Target."""
+
+
+@runtime_checkable
+class Target(Protocol):
+    """A runtime under test. One method per operation; the harness calls them in order.
+
+    1. ``build(probes)`` once: register the probes' services and pipelines with the
+       runtime's API (``probes.topology`` says what to build). Do not start the job.
+    2. ``wait()`` once, on a harness thread: start the job and block in the runtime's
+       own wait-for-completion call (``submit(autostop=True)`` in SAGE); return or
+       raise exactly what it does.
+    3. ``release()`` once, after the checks: free whatever the runtime holds, best
+       effort, even after a hang or an early return.
+
+    ``name`` appears in reports; ``thread_allowlist`` lists name prefixes of threads the
+    runtime may leave alive after its wait (pools it keeps on purpose); ``grace`` is how
+    long, in seconds, other threads it started may take to end after the wait.
+    """
+
+    name: str
+    thread_allowlist: tuple[str, ...]
+    grace: float
+
+    def build(self, probes: Probes) -> None: ...
+
+    def wait(self) -> None: ...
+
+    def release(self) -> None: ...
+
+
+class _ThreadEvents:
+    """Forwards only thread start/join events: the reference's strict leak evidence."""
+
+    def __init__(self, trace: Trace, job: str) -> None:
+        self._trace = trace
+        self._job = job
+
+    def record(
+        self, kind: EventKind, subject: str, *, job: str = "", error: str | None = None, **data: Any
+    ) -> Event | None:
+        if kind in (EventKind.THREAD_START, EventKind.THREAD_JOINED):
+            return self._trace.record(kind, subject, job=self._job, **data)
+        return None
+
+
+class ReferenceTarget:
+    """The reference dispatcher (or a subclass, such as a mutant) as a target.
+
+    The reference also reports its own thread starts and joins, so thread leaks are
+    checked strictly: every thread it starts must be joined. The short grace lets a
+    thread that is finishing at the moment the wait returns end before it is counted.
+    """
+
+    thread_allowlist: tuple[str, ...] = ()
+    grace = 0.1
+
+    def __init__(self, dispatcher: type[Dispatcher] = Dispatcher, *, name: str = "reference") -> None:
+        self.name = name
+        self.dispatcher = dispatcher
+        self.env: LocalEnvironment | None = None
+
+    def build(self, probes: Probes) -> None:
+        # Generous inner deadline: the harness's own deadline decides about hangs.
+        env = LocalEnvironment(
+            "job",
+            observer=_ThreadEvents(probes.trace, probes.job),
+            deadline=max(60.0, 4 * probes.gate_timeout),
+            dispatcher_class=self.dispatcher,
+        )
+        self.env = env
+        for name, service in probes.services.items():
+            env.register_service(name, _service_class(BaseService), service)
+        for i, source in enumerate(probes.sources):
+            stream = env.from_batch(_source_class(BatchFunction), source)
+            for stage in probes.stages[i]:
+                base = MapFunction if stage.spec.kind == "map" else FilterFunction
+                if stage.spec.kind == "map":
+                    stream = stream.map(_stage_class(base), stage, parallelism=stage.spec.parallelism)
+                else:
+                    stream = stream.filter(
+                        _stage_class(base), stage, parallelism=stage.spec.parallelism
+                    )
+            for sink in probes.sinks[i]:
+                stream.sink(_sink_class(SinkFunction), sink, parallelism=sink.spec.parallelism)
+
+    def wait(self) -> None:
+        assert self.env is not None, "build() first"
+        self.env.submit(autostop=True)
+
+    def release(self) -> None:
+        if self.env is not None and self.env.dispatcher is not None:
+            self.env.dispatcher.release(timeout=5.0)
+
+
+# Adapter classes, made per base so the SAGE adapter can reuse the same shapes.
+def _service_class(base: type[Any]) -> type[Any]:
+    class ProbeService(base):  # type: ignore[valid-type,misc]
+        def __init__(self, probe: Any) -> None:
+            self.probe = probe
+            probe.constructed()
+
+        def setup(self) -> None:
+            self.probe.setup()
+
+        def call(self, caller: str, item: str) -> str:
+            return str(self.probe.call(caller, item))
+
+        def cleanup(self) -> None:
+            self.probe.cleanup()
+
+    return ProbeService
+
+
+def _caller(fn: Any, name: str) -> Callable[[str, str], Any]:
+    return lambda service, item: fn.call_service(service, name, item, method="call")
+
+
+def _source_class(base: type[Any]) -> type[Any]:
+    class ProbeSource(base):  # type: ignore[valid-type,misc]
+        def __init__(self, probe: Any) -> None:
+            self.probe = probe
+
+        def execute(self) -> Any:
+            return self.probe.next()
+
+    return ProbeSource
+
+
+def _stage_class(base: type[Any]) -> type[Any]:
+    class ProbeStage(base):  # type: ignore[valid-type,misc]
+        def __init__(self, probe: Any) -> None:
+            self.probe = probe
+
+        def execute(self, data: Any) -> Any:
+            return self.probe.process(data, _caller(self, self.probe.node))
+
+    return ProbeStage
+
+
+def _sink_class(base: type[Any]) -> type[Any]:
+    class ProbeSink(base):  # type: ignore[valid-type,misc]
+        def __init__(self, probe: Any) -> None:
+            self.probe = probe
+
+        def execute(self, data: Any) -> None:
+            self.probe.consume(data, _caller(self, self.probe.node))
+
+    return ProbeSink
+
+
+def available_targets() -> list[str]:
+    """Every target name this installation knows, for error messages and docs."""
+    from importlib.metadata import entry_points
+
+    from .mutants import MUTANTS
+
+    names = ["reference", *(f"mutant:{m}" for m in MUTANTS)]
+    names += sorted(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))
+    return names
+
+
+def _as_target(obj: Any, spec: str) -> Target:
+    candidate = obj() if callable(obj) and not isinstance(obj, Target) else obj
+    if not isinstance(candidate, Target):
+        raise TargetError(
+            f"target {spec!r} gave {candidate!r}, which is not a Target: it needs a name, "
+            "thread_allowlist, grace, and build(probes), wait() and release() methods"
+        )
+    return candidate
+
+
+def resolve_target(spec: str) -> Callable[[], Target]:
+    """Turn a target name into a factory of fresh targets (one per example).
+
+    Raises :class:`TargetError` naming the value and listing what is available.
+    """
+    from .mutants import MUTANTS
+
+    spec = spec.strip()
+    if spec == "reference":
+        return ReferenceTarget
+    if spec.startswith("mutant:"):
+        name = spec.split(":", 1)[1]
+        if name not in MUTANTS:
+            raise TargetError(
+                f"unknown mutant {name!r} in target {spec!r}; available mutants: "
+                f"{', '.join(MUTANTS)}"
+            )
+        mutant = MUTANTS[name]
+        return lambda: ReferenceTarget(mutant.dispatcher, name=spec)
+    if ":" in spec:
+        module_name, _, attr = spec.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise TargetError(
+                f"target {spec!r}: cannot import module {module_name!r} ({exc}); expected "
+                "'module:attr' naming a Target"
+            ) from None
+        if not hasattr(module, attr):
+            raise TargetError(
+                f"target {spec!r}: module {module_name!r} has no attribute {attr!r}; "
+                "expected a Target"
+            )
+        obj = getattr(module, attr)
+        _as_target(obj, spec)  # fail now, at configuration, not deep inside a run
+        return lambda: _as_target(obj, spec)
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name == spec:
+            try:
+                obj = ep.load()
+            except Exception as exc:
+                raise TargetError(
+                    f"target {spec!r}: the entry point {ep.value!r} failed to load: "
+                    f"{type(exc).__name__}: {exc}"
+                ) from None
+            _as_target(obj, spec)
+            return lambda: _as_target(obj, spec)
+    raise TargetError(
+        f"unknown lifecycle target {spec!r}; available: {', '.join(available_targets())}, "
+        "or 'module:attr' naming your adapter"
+    )

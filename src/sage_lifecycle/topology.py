@@ -1,0 +1,282 @@
+"""Topologies: what job to build, as plain frozen data, and the Hypothesis strategy for them.
+
+A topology names services (and how their setup and cleanup behave), pipelines (a source
+with N items, map/filter stages with parallelism and the services each calls, one or more
+sinks) and the injected faults and gates. It is validated on construction.
+
+Example::
+
+    Topology(
+        services=(ServiceSpec("db", cleanup="raises"),),
+        pipelines=(PipelineSpec(items=3, sinks=(SinkSpec(calls=("db",)),)),),
+    )
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+__all__ = [
+    "PipelineSpec",
+    "ServiceSpec",
+    "SinkSpec",
+    "StageSpec",
+    "Topology",
+    "TopologyError",
+    "topologies",
+]
+
+SetupBehaviour = Literal["ok", "raises"]
+CleanupBehaviour = Literal["ok", "raises"]
+_SETUP = ("ok", "raises")
+_CLEANUP = ("ok", "raises")
+
+
+class TopologyError(ValueError):
+    """A topology that cannot be built; the message names the value and the fix."""
+
+
+def _check_index(value: int | None, items: int, what: str) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < max(items, 1):
+        raise TopologyError(
+            f"{what}={value!r}: must be None or an item index in range({items}) of the pipeline"
+        )
+
+
+def _check_parallelism(value: int, what: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise TopologyError(f"{what}(parallelism={value!r}): parallelism must be an integer >= 1")
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """A service: its name, and whether its setup or its cleanup raises.
+
+    Every service's cleanup parks at a gate (``cleanup:<name>``) that the driver opens:
+    a wait that returns while a cleanup is parked has returned early, deterministically.
+    """
+
+    name: str
+    setup: SetupBehaviour = "ok"
+    cleanup: CleanupBehaviour = "ok"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.isidentifier():
+            raise TopologyError(
+                f"ServiceSpec(name={self.name!r}): a service name must be an identifier"
+            )
+        if self.setup not in _SETUP:
+            raise TopologyError(
+                f"ServiceSpec({self.name!r}, setup={self.setup!r}): expected one of {_SETUP}"
+            )
+        if self.cleanup not in _CLEANUP:
+            raise TopologyError(
+                f"ServiceSpec({self.name!r}, cleanup={self.cleanup!r}): expected one of {_CLEANUP}"
+            )
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """A map or filter stage. A filter keeps the items with an even index.
+
+    ``raises_on`` injects a fault on that item; ``gated_on`` parks that item at a gate.
+    """
+
+    kind: Literal["map", "filter"] = "map"
+    parallelism: int = 1
+    calls: tuple[str, ...] = ()
+    raises_on: int | None = None
+    gated_on: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("map", "filter"):
+            raise TopologyError(f"StageSpec(kind={self.kind!r}): expected 'map' or 'filter'")
+        _check_parallelism(self.parallelism, "StageSpec")
+
+
+@dataclass(frozen=True)
+class SinkSpec:
+    """A sink; ``gated_on`` parks that item at a gate before the sink consumes it."""
+
+    parallelism: int = 1
+    calls: tuple[str, ...] = ()
+    gated_on: int | None = None
+
+    def __post_init__(self) -> None:
+        _check_parallelism(self.parallelism, "SinkSpec")
+
+
+@dataclass(frozen=True)
+class PipelineSpec:
+    """A source of ``items`` items, then ``stages`` in a chain, then ``sinks`` (fan-out).
+
+    Every source parks at a gate (``end:p<i>``) after its last item, before it ends the
+    batch, so the stages drain while the driver holds the end.
+    """
+
+    items: int = 1
+    stages: tuple[StageSpec, ...] = ()
+    sinks: tuple[SinkSpec, ...] = field(default_factory=lambda: (SinkSpec(),))
+
+    def __post_init__(self) -> None:
+        if isinstance(self.items, bool) or not isinstance(self.items, int) or self.items < 0:
+            raise TopologyError(
+                f"PipelineSpec(items={self.items!r}): items must be an integer >= 0"
+            )
+        if not self.sinks:
+            raise TopologyError(
+                "PipelineSpec(sinks=()): a pipeline needs at least one sink; use "
+                "sinks=(SinkSpec(),)"
+            )
+        for i, stage in enumerate(self.stages):
+            _check_index(stage.raises_on, self.items, f"stages[{i}].raises_on")
+            _check_index(stage.gated_on, self.items, f"stages[{i}].gated_on")
+        for i, sink in enumerate(self.sinks):
+            _check_index(sink.gated_on, self.items, f"sinks[{i}].gated_on")
+
+
+@dataclass(frozen=True)
+class Topology:
+    """A whole job: services and one or more pipelines."""
+
+    services: tuple[ServiceSpec, ...] = ()
+    pipelines: tuple[PipelineSpec, ...] = field(default_factory=lambda: (PipelineSpec(),))
+
+    def __post_init__(self) -> None:
+        if not self.pipelines:
+            raise TopologyError(
+                "Topology(pipelines=()): a job needs at least one pipeline; use "
+                "pipelines=(PipelineSpec(),)"
+            )
+        names = [s.name for s in self.services]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise TopologyError(f"Topology: duplicate service names {dupes}; names must be unique")
+        known = set(names)
+        for p, pipeline in enumerate(self.pipelines):
+            callers: list[tuple[str, tuple[str, ...]]] = [
+                (f"pipelines[{p}].stages[{i}]", s.calls) for i, s in enumerate(pipeline.stages)
+            ]
+            callers += [(f"pipelines[{p}].sinks[{i}]", s.calls) for i, s in enumerate(pipeline.sinks)]
+            for where, calls in callers:
+                unknown = [c for c in calls if c not in known]
+                if unknown:
+                    raise TopologyError(
+                        f"{where} calls unknown service(s) {unknown}; declare them in "
+                        f"Topology(services=...) (declared: {sorted(known)})"
+                    )
+
+    @property
+    def tasks(self) -> int:
+        """How many task instances the job runs."""
+        return sum(
+            1 + sum(s.parallelism for s in p.stages) + sum(s.parallelism for s in p.sinks)
+            for p in self.pipelines
+        )
+
+    def has_faults(self) -> bool:
+        """Whether any failure is injected (a raising setup, cleanup or stage)."""
+        return any(s.setup == "raises" or s.cleanup == "raises" for s in self.services) or any(
+            st.raises_on is not None for p in self.pipelines for st in p.stages
+        )
+
+    def describe(self) -> str:
+        """One line per service and pipeline, for failure messages."""
+        lines = [
+            f"service {s.name}: setup {s.setup}, cleanup {s.cleanup}" for s in self.services
+        ]
+        for i, p in enumerate(self.pipelines):
+            parts = [f"source({p.items} items)"]
+            for st in p.stages:
+                extra = [f"x{st.parallelism}"] if st.parallelism > 1 else []
+                extra += [f"calls {','.join(st.calls)}"] if st.calls else []
+                extra += [f"raises on #{st.raises_on}"] if st.raises_on is not None else []
+                extra += [f"gated on #{st.gated_on}"] if st.gated_on is not None else []
+                parts.append(f"{st.kind}({'; '.join(extra)})")
+            sinks = []
+            for sk in p.sinks:
+                extra = [f"x{sk.parallelism}"] if sk.parallelism > 1 else []
+                extra += [f"calls {','.join(sk.calls)}"] if sk.calls else []
+                extra += [f"gated on #{sk.gated_on}"] if sk.gated_on is not None else []
+                sinks.append(f"sink({'; '.join(extra)})")
+            parts.append(" + ".join(sinks))
+            lines.append(f"pipeline {i}: " + " -> ".join(parts))
+        return "\n".join(lines)
+
+
+def topologies(
+    *,
+    max_services: int = 3,
+    max_pipelines: int = 2,
+    max_stages: int = 2,
+    max_sinks: int = 2,
+    max_items: int = 4,
+    max_parallelism: int = 2,
+    faults: bool = True,
+    gates: bool = True,
+) -> Any:
+    """A Hypothesis strategy for topologies within the given sizes.
+
+    Every draw shrinks toward the smallest job: no faults, no item gates, parallelism 1,
+    one source -> sink pipeline, and as few services as the failure needs. ``gates``
+    allows item gates on stages and sinks; cleanup and source-end gates are always there.
+
+    Example::
+
+        @given(topologies(max_services=2, faults=False))
+        def test_job(topology): ...
+    """
+    from hypothesis import strategies as st
+
+    for name, value, low in [
+        ("max_services", max_services, 0),
+        ("max_pipelines", max_pipelines, 1),
+        ("max_stages", max_stages, 0),
+        ("max_sinks", max_sinks, 1),
+        ("max_items", max_items, 0),
+        ("max_parallelism", max_parallelism, 1),
+    ]:
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise TopologyError(f"topologies({name}={value!r}): expected an integer >= {low}")
+
+    @st.composite
+    def build(draw: Any) -> Topology:
+        n_services = draw(st.integers(0, max_services))
+        names = tuple(f"s{i}" for i in range(n_services))
+        setup = st.sampled_from(_SETUP if faults else ("ok",))
+        services = tuple(ServiceSpec(n, setup=draw(setup), cleanup=draw(setup)) for n in names)
+        calls = st.lists(st.sampled_from(names), max_size=2, unique=True).map(tuple) if names else st.just(())
+
+        def maybe_index(items: int, enabled: bool) -> Any:
+            if not enabled or items == 0:
+                return st.none()
+            return st.none() | st.integers(0, items - 1)
+
+        pipelines = []
+        for _ in range(draw(st.integers(1, max_pipelines))):
+            items = draw(st.integers(1 if max_items else 0, max_items))
+            stages = tuple(
+                StageSpec(
+                    kind=draw(st.sampled_from(("map", "filter"))),
+                    parallelism=draw(st.integers(1, max_parallelism)),
+                    calls=draw(calls),
+                    raises_on=draw(maybe_index(items, faults)),
+                    gated_on=draw(maybe_index(items, gates)),
+                )
+                for _ in range(draw(st.integers(0, max_stages)))
+            )
+            sinks = tuple(
+                SinkSpec(
+                    parallelism=draw(st.integers(1, max_parallelism)),
+                    calls=draw(calls),
+                    gated_on=draw(maybe_index(items, gates)),
+                )
+                for _ in range(draw(st.integers(1, max_sinks)))
+            )
+            pipelines.append(PipelineSpec(items, stages, sinks))
+        return Topology(services, tuple(pipelines))
+
+    return build()
