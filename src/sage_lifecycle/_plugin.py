@@ -26,6 +26,19 @@ _PROPERTIES_HELP = (
     "comma-separated contract properties checked at the end of each lifecycle test, "
     "or 'all' (default: all)"
 )
+_TARGET_HELP = (
+    "runtime the conformance suite runs against: reference (default), mutant:<name>, "
+    "module:attr naming your adapter, or a name registered under the "
+    "sage_lifecycle.targets entry-point group"
+)
+_CONFORMANCE_HELP = (
+    "run the lifecycle conformance suite (Hypothesis state machines) against "
+    "--lifecycle-target instead of collecting tests, and end with a verdict per property"
+)
+_HOLD_HELP = (
+    "seconds the job must stay quiet before the conformance driver opens the next gate "
+    "(default: 0.005); longer finds more timing bugs on a slow machine, never a false alarm"
+)
 _MARKER = (
     "lifecycle(*, deadline=None, properties=None, dispatcher=None): run this test's "
     "lifecycle_env jobs with this deadline in seconds, check only these contract "
@@ -38,6 +51,8 @@ _MARKER_KEYS = frozenset({"deadline", "properties", "dispatcher"})
 class _Settings:
     deadline: float
     properties: tuple[str, ...]
+    conformance: bool = False
+    target: str = "reference"
 
 
 @dataclass
@@ -86,21 +101,49 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help=_PROPERTIES_HELP,
     )
+    group.addoption(
+        "--lifecycle-target",
+        dest="lifecycle_target",
+        metavar="TARGET",
+        default=None,
+        help=_TARGET_HELP,
+    )
+    group.addoption(
+        "--lifecycle-conformance",
+        dest="lifecycle_conformance",
+        action="store_true",
+        default=None,
+        help=_CONFORMANCE_HELP,
+    )
+    group.addoption(
+        "--lifecycle-hold",
+        dest="lifecycle_hold",
+        metavar="SECONDS",
+        default=None,
+        help=_HOLD_HELP,
+    )
     parser.addini("lifecycle_deadline", _DEADLINE_HELP, default="30")
     parser.addini("lifecycle_properties", _PROPERTIES_HELP, default="all")
+    parser.addini("lifecycle_target", _TARGET_HELP, default="reference")
+    parser.addini("lifecycle_conformance", _CONFORMANCE_HELP, type="bool", default=False)
+    parser.addini("lifecycle_hold", _HOLD_HELP, default="0.005")
+
+
+def _parse_seconds(value: object, where: str, what: str = "deadline", example: str = "30") -> float:
+    try:
+        seconds = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise pytest.UsageError(
+            f"Invalid lifecycle {what} {value!r} from {where}: expected a positive number "
+            f"of seconds, for example --lifecycle-{what}={example}"
+        )
+    return seconds
 
 
 def _parse_deadline(value: object, where: str) -> float:
-    try:
-        deadline = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        deadline = math.nan
-    if not math.isfinite(deadline) or deadline <= 0:
-        raise pytest.UsageError(
-            f"Invalid lifecycle deadline {value!r} from {where}: expected a positive number "
-            "of seconds, for example --lifecycle-deadline=30"
-        )
-    return deadline
+    return _parse_seconds(value, where)
 
 
 def _option(config: pytest.Config, name: str) -> tuple[object, str]:
@@ -110,6 +153,7 @@ def _option(config: pytest.Config, name: str) -> tuple[object, str]:
     return config.getini(name), f"the {name} ini value"
 
 
+@pytest.hookimpl(tryfirst=True)  # before Hypothesis's plugin loads --hypothesis-profile
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", _MARKER)
     deadline = _parse_deadline(*_option(config, "lifecycle_deadline"))
@@ -120,8 +164,61 @@ def pytest_configure(config: pytest.Config) -> None:
         properties = parse_properties(str(raw), where=where)
     except ValueError as exc:
         raise pytest.UsageError(str(exc)) from None
-    config.stash[_SETTINGS] = _Settings(deadline, properties)
+    conformance = bool(_option(config, "lifecycle_conformance")[0])
+    target, target_where = _option(config, "lifecycle_target")
+    settings = _Settings(deadline, properties, conformance, str(target))
+    config.stash[_SETTINGS] = settings
     config.stash[_STATS] = _Stats()
+    profile = config.getoption("hypothesis_profile", None)
+    if conformance or profile in ("dev", "ci", "deep"):
+        from .profiles import register_profiles
+
+        register_profiles()
+    if conformance:
+        _configure_conformance(config, settings, target_where)
+
+
+def _configure_conformance(config: pytest.Config, settings: _Settings, where: str) -> None:
+    from .machines import configure
+    from .target import ReferenceTarget, TargetError, resolve_target
+
+    hold = _parse_seconds(*_option(config, "lifecycle_hold"), what="hold", example="0.01")
+    try:
+        factory = resolve_target(settings.target)
+    except TargetError as exc:
+        raise pytest.UsageError(f"--lifecycle-target from {where}: {exc}") from None
+    sample = factory()
+    dispatcher = sample.dispatcher if isinstance(sample, ReferenceTarget) else None
+    configure(factory, deadline=settings.deadline, hold=hold, dispatcher=dispatcher)
+
+
+def pytest_ignore_collect(collection_path: Any, config: pytest.Config) -> bool | None:
+    settings = config.stash.get(_SETTINGS, None)
+    if settings is not None and settings.conformance:
+        return True  # the conformance suite replaces the project's own tests
+    return None
+
+
+def pytest_collection_modifyitems(
+    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    settings = config.stash.get(_SETTINGS, None)
+    if settings is None or not settings.conformance:
+        return
+    from pathlib import Path
+
+    from . import conformance
+
+    module = pytest.Module.from_parent(session, path=Path(conformance.__file__))
+    items[:] = list(_items(module))
+
+
+def _items(node: pytest.Item | pytest.Collector) -> Generator[pytest.Item, None, None]:
+    if isinstance(node, pytest.Item):
+        yield node
+        return
+    for child in node.collect():
+        yield from _items(child)
 
 
 def _marker_settings(item: pytest.Item, settings: _Settings) -> _Session:
@@ -311,10 +408,12 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    settings = config.stash.get(_SETTINGS, None)
+    if settings is not None and settings.conformance:
+        _conformance_summary(terminalreporter, settings)
     stats = config.stash.get(_STATS, None)
-    if stats is None or stats.tests == 0:
+    if settings is None or stats is None or stats.tests == 0:
         return
-    settings = config.stash[_SETTINGS]
     if stats.by_property:
         found = ", ".join(f"{p}: {n}" for p, n in stats.by_property.items())
         verdict = f"violations found ({found})"
@@ -323,4 +422,28 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     terminalreporter.write_line(
         f"lifecycle: {stats.tests} tests, {stats.jobs} jobs checked against "
         f"{len(settings.properties)} properties: {verdict}"
+    )
+
+
+def _conformance_summary(terminalreporter: Any, settings: _Settings) -> None:
+    from .contract import PROPERTIES
+    from .machines import stats
+
+    def outcome(cls: str) -> str:
+        for kind in ("failed", "passed", "skipped"):
+            if any(cls in r.nodeid for r in terminalreporter.stats.get(kind, [])):
+                return {"failed": "FAIL", "passed": "PASS", "skipped": "skipped"}[kind]
+        return "not run"
+
+    width = max(map(len, PROPERTIES))
+    terminalreporter.write_sep("=", f"lifecycle conformance: target {settings.target}")
+    terminalreporter.write_line(f"{stats.examples} topologies run")
+    for prop in PROPERTIES:
+        verdict = "FAIL (counterexample above)" if stats.violations.get(prop) else "PASS"
+        terminalreporter.write_line(f"{prop:<{width}}  {verdict}")
+    black = outcome("TestLifecycleContract")
+    if black == "FAIL" and not stats.violations:
+        terminalreporter.write_line("harness: the black-box machine failed outside the contract")
+    terminalreporter.write_line(
+        f"{'white-box dispatcher':<{width}}  {outcome('TestDispatcherWhiteBox')}"
     )

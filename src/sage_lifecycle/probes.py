@@ -56,7 +56,7 @@ class Probes:
         for i, p in enumerate(topology.pipelines):
             source = SourceProbe(self, i, p)
             self.sources.append(source)
-            upstream = (source.node,)
+            upstream: tuple[str, ...] = (source.node,)
             stages = []
             for j, st in enumerate(p.stages):
                 stage = StageProbe(self, i, j, st, upstream)
@@ -74,13 +74,20 @@ class Probes:
         for stages, sinks in zip(self.stages, self.sinks, strict=True):
             for stage in stages:
                 self.record(
-                    EventKind.NODE_DECLARE, stage.node, role=stage.spec.kind, ancestors=stage.ancestors
+                    EventKind.NODE_DECLARE,
+                    stage.node,
+                    role=stage.spec.kind,
+                    ancestors=stage.ancestors,
                 )
             for sink in sinks:
-                self.record(EventKind.NODE_DECLARE, sink.node, role="sink", ancestors=sink.ancestors)
+                self.record(
+                    EventKind.NODE_DECLARE, sink.node, role="sink", ancestors=sink.ancestors
+                )
 
     # -- recording -----------------------------------------------------------------
-    def record(self, kind: EventKind, subject: str, *, error: str | None = None, **data: Any) -> Event:
+    def record(
+        self, kind: EventKind, subject: str, *, error: str | None = None, **data: Any
+    ) -> Event:
         return self.trace.record(kind, subject, job=self.job, error=error, **data)
 
     def failure(
@@ -149,7 +156,9 @@ class ServiceProbe:
         p.record(EventKind.SERVICE_SETUP_BEGIN, self.name)
         if self.spec.setup == "raises":
             raise p.failure(
-                EventKind.SERVICE_SETUP_END, self.name, InjectedFault(f"setup of {self.name} failed")
+                EventKind.SERVICE_SETUP_END,
+                self.name,
+                InjectedFault(f"setup of {self.name} failed"),
             )
         p.record(EventKind.SERVICE_SETUP_END, self.name)
 
@@ -182,7 +191,9 @@ class _TaskProbe:
         try:
             return fn()
         except Exception as exc:
-            raise self.probes.failure(EventKind.TASK_ERROR, self.node, exc, node=self.node) from None
+            raise self.probes.failure(
+                EventKind.TASK_ERROR, self.node, exc, node=self.node
+            ) from None
 
     def _calls(self, calls: tuple[str, ...], item: str, call: CallService) -> None:
         for service in calls:

@@ -100,7 +100,9 @@ class ReferenceTarget:
     thread_allowlist: tuple[str, ...] = ()
     grace = 0.1
 
-    def __init__(self, dispatcher: type[Dispatcher] = Dispatcher, *, name: str = "reference") -> None:
+    def __init__(
+        self, dispatcher: type[Dispatcher] = Dispatcher, *, name: str = "reference"
+    ) -> None:
         self.name = name
         self.dispatcher = dispatcher
         self.env: LocalEnvironment | None = None
@@ -121,7 +123,9 @@ class ReferenceTarget:
             for stage in probes.stages[i]:
                 base = MapFunction if stage.spec.kind == "map" else FilterFunction
                 if stage.spec.kind == "map":
-                    stream = stream.map(_stage_class(base), stage, parallelism=stage.spec.parallelism)
+                    stream = stream.map(
+                        _stage_class(base), stage, parallelism=stage.spec.parallelism
+                    )
                 else:
                     stream = stream.filter(
                         _stage_class(base), stage, parallelism=stage.spec.parallelism
@@ -140,7 +144,7 @@ class ReferenceTarget:
 
 # Adapter classes, made per base so the SAGE adapter can reuse the same shapes.
 def _service_class(base: type[Any]) -> type[Any]:
-    class ProbeService(base):  # type: ignore[valid-type,misc]
+    class ProbeService(base):  # type: ignore[misc]
         def __init__(self, probe: Any) -> None:
             self.probe = probe
             probe.constructed()
@@ -162,7 +166,7 @@ def _caller(fn: Any, name: str) -> Callable[[str, str], Any]:
 
 
 def _source_class(base: type[Any]) -> type[Any]:
-    class ProbeSource(base):  # type: ignore[valid-type,misc]
+    class ProbeSource(base):  # type: ignore[misc]
         def __init__(self, probe: Any) -> None:
             self.probe = probe
 
@@ -173,7 +177,7 @@ def _source_class(base: type[Any]) -> type[Any]:
 
 
 def _stage_class(base: type[Any]) -> type[Any]:
-    class ProbeStage(base):  # type: ignore[valid-type,misc]
+    class ProbeStage(base):  # type: ignore[misc]
         def __init__(self, probe: Any) -> None:
             self.probe = probe
 
@@ -184,7 +188,7 @@ def _stage_class(base: type[Any]) -> type[Any]:
 
 
 def _sink_class(base: type[Any]) -> type[Any]:
-    class ProbeSink(base):  # type: ignore[valid-type,misc]
+    class ProbeSink(base):  # type: ignore[misc]
         def __init__(self, probe: Any) -> None:
             self.probe = probe
 
@@ -206,7 +210,17 @@ def available_targets() -> list[str]:
 
 
 def _as_target(obj: Any, spec: str) -> Target:
-    candidate = obj() if callable(obj) and not isinstance(obj, Target) else obj
+    # A class is a factory even when its attributes satisfy the protocol's check.
+    if isinstance(obj, type) or (callable(obj) and not isinstance(obj, Target)):
+        try:
+            candidate = obj()
+        except Exception as exc:
+            raise TargetError(
+                f"target {spec!r}: calling {obj!r} to make a Target failed: "
+                f"{type(exc).__name__}: {exc}"
+            ) from None
+    else:
+        candidate = obj
     if not isinstance(candidate, Target):
         raise TargetError(
             f"target {spec!r} gave {candidate!r}, which is not a Target: it needs a name, "

@@ -160,7 +160,9 @@ class Topology:
             callers: list[tuple[str, tuple[str, ...]]] = [
                 (f"pipelines[{p}].stages[{i}]", s.calls) for i, s in enumerate(pipeline.stages)
             ]
-            callers += [(f"pipelines[{p}].sinks[{i}]", s.calls) for i, s in enumerate(pipeline.sinks)]
+            callers += [
+                (f"pipelines[{p}].sinks[{i}]", s.calls) for i, s in enumerate(pipeline.sinks)
+            ]
             for where, calls in callers:
                 unknown = [c for c in calls if c not in known]
                 if unknown:
@@ -185,9 +187,7 @@ class Topology:
 
     def describe(self) -> str:
         """One line per service and pipeline, for failure messages."""
-        lines = [
-            f"service {s.name}: setup {s.setup}, cleanup {s.cleanup}" for s in self.services
-        ]
+        lines = [f"service {s.name}: setup {s.setup}, cleanup {s.cleanup}" for s in self.services]
         for i, p in enumerate(self.pipelines):
             parts = [f"source({p.items} items)"]
             for st in p.stages:
@@ -248,7 +248,11 @@ def topologies(
         names = tuple(f"s{i}" for i in range(n_services))
         setup = st.sampled_from(_SETUP if faults else ("ok",))
         services = tuple(ServiceSpec(n, setup=draw(setup), cleanup=draw(setup)) for n in names)
-        calls = st.lists(st.sampled_from(names), max_size=2, unique=True).map(tuple) if names else st.just(())
+        calls = (
+            st.lists(st.sampled_from(names), max_size=2, unique=True).map(tuple)
+            if names
+            else st.just(())
+        )
 
         def maybe_index(items: int, enabled: bool) -> Any:
             if not enabled or items == 0:

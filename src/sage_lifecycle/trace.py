@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from types import MappingProxyType
 from typing import Any, Protocol
 
@@ -209,9 +210,8 @@ class Trace:
                 remaining = end - time.monotonic()
                 if remaining <= 0:
                     return False
-                seen = len(self._events)
                 if not self._changed.wait_for(
-                    lambda: len(self._events) != seen, min(quiet, remaining)
+                    partial(_grew, self._events, len(self._events)), min(quiet, remaining)
                 ):
                     return True
 
@@ -224,6 +224,10 @@ class Trace:
 
     def __repr__(self) -> str:
         return f"<Trace {len(self)} events>"
+
+
+def _grew(events: list[Event], seen: int) -> bool:
+    return len(events) != seen
 
 
 def jobs_of(events: Sequence[Event]) -> dict[str, list[Event]]:

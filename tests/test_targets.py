@@ -1,0 +1,105 @@
+"""Target resolution: names, mutants, user adapters, entry points, and clear errors."""
+
+from __future__ import annotations
+
+import sys
+import types
+from typing import Any
+
+import pytest
+
+from sage_lifecycle.mutants import MUTANTS
+from sage_lifecycle.target import (
+    ENTRY_POINT_GROUP,
+    ReferenceTarget,
+    Target,
+    TargetError,
+    available_targets,
+    resolve_target,
+)
+
+
+def test_reference_and_mutants_resolve_to_fresh_targets() -> None:
+    factory = resolve_target("reference")
+    a, b = factory(), factory()
+    assert isinstance(a, ReferenceTarget)
+    assert a is not b
+    mutant = resolve_target("mutant:pre_878")()
+    assert isinstance(mutant, ReferenceTarget)
+    assert mutant.dispatcher is MUTANTS["pre_878"].dispatcher
+    assert mutant.name == "mutant:pre_878"
+
+
+def test_unknown_names_list_what_is_available() -> None:
+    with pytest.raises(
+        TargetError,
+        match=r"unknown lifecycle target 'refrence'; available: reference, mutant:pre_878",
+    ):
+        resolve_target("refrence")
+    with pytest.raises(TargetError, match=r"unknown mutant 'nope' .* available mutants: pre_878"):
+        resolve_target("mutant:nope")
+    assert "mutant:wait_on_tasks" in available_targets()
+
+
+class GoodTarget(ReferenceTarget):
+    pass
+
+
+class NotATarget:
+    name = "broken"
+
+
+@pytest.fixture
+def adapters(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
+    module = types.ModuleType("my_adapters")
+    module.GoodTarget = GoodTarget  # type: ignore[attr-defined]
+    module.NotATarget = NotATarget  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "my_adapters", module)
+    return module
+
+
+def test_module_attr_adapters_are_checked_at_configuration(adapters: types.ModuleType) -> None:
+    assert isinstance(resolve_target("my_adapters:GoodTarget")(), GoodTarget)
+    with pytest.raises(
+        TargetError, match=r"module 'my_adapters' has no attribute 'Missing'; expected a Target"
+    ):
+        resolve_target("my_adapters:Missing")
+    with pytest.raises(
+        TargetError, match=r"gave <.*NotATarget object.*>, which is not a Target: it needs"
+    ):
+        resolve_target("my_adapters:NotATarget")
+    with pytest.raises(TargetError, match=r"cannot import module 'no_such_module'"):
+        resolve_target("no_such_module:X")
+
+
+class _EntryPoint:
+    def __init__(self, name: str, value: Any, fail: bool = False) -> None:
+        self.name, self.value, self._obj, self._fail = name, "pkg:attr", value, fail
+
+    def load(self) -> Any:
+        if self._fail:
+            raise ImportError("pkg is broken")
+        return self._obj
+
+
+def test_entry_point_targets_resolve_and_broken_ones_are_named(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import importlib.metadata
+
+    def entry_points(*, group: str) -> list[_EntryPoint]:
+        assert group == ENTRY_POINT_GROUP
+        return [_EntryPoint("myruntime", GoodTarget), _EntryPoint("broken", None, fail=True)]
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", entry_points)
+    assert isinstance(resolve_target("myruntime")(), GoodTarget)
+    assert "myruntime" in available_targets()
+    with pytest.raises(
+        TargetError,
+        match=r"target 'broken': the entry point 'pkg:attr' failed to load: ImportError: pkg is",
+    ):
+        resolve_target("broken")
+
+
+def test_reference_target_satisfies_the_protocol() -> None:
+    assert isinstance(ReferenceTarget(), Target)
