@@ -23,6 +23,15 @@ def test_reference_passes_the_black_box_machine() -> None:
     assert stats.examples - before >= settings().max_examples // 2
 
 
+def test_reference_passes_the_deep_profile() -> None:
+    """At least 2,000 topologies against the reference, whatever profile the suite runs."""
+    before = stats.examples
+    run_state_machine_as_test(
+        LifecycleMachine, settings=settings(settings.get_profile("deep"), database=None)
+    )
+    assert stats.examples - before >= 2000
+
+
 def test_reference_dispatcher_passes_the_white_box_machine() -> None:
     run_state_machine_as_test(DispatcherMachine, settings=settings(database=None))
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .reference.dispatcher import Dispatcher, TaskRuntime
-from .trace import Event, EventKind
+from .trace import Event, EventKind, describe_error
 
 __all__ = ["MUTANTS", "Mutant"]
 
@@ -109,8 +109,15 @@ class DoubleCleanup(Dispatcher):
             for runtime in self._registry.values():
                 if runtime.instance is not None:
                     self._record(EventKind.SERVICE_CLEANUP_BEGIN, runtime.name)
-                    runtime.instance.cleanup()
-                    self._record(EventKind.SERVICE_CLEANUP_END, runtime.name)
+                    try:
+                        runtime.instance.cleanup()
+                    except Exception as exc:  # logged and collected, as the controller does
+                        event = self._record(
+                            EventKind.SERVICE_CLEANUP_END, runtime.name, error=describe_error(exc)
+                        )
+                        self._add_error(exc, event)
+                    else:
+                        self._record(EventKind.SERVICE_CLEANUP_END, runtime.name)
         return accepted
 
 
@@ -145,12 +152,14 @@ class UnbalancedCounter(Dispatcher):
 
 
 class UnjoinedServiceThread(Dispatcher):
-    """Each service's thread is waited for with an event but never joined."""
+    """Each service is cleaned from the controller, but its worker thread is never told to
+    exit nor joined: it stays parked on its request queue after the wait returned."""
 
     def _cleanup_services_after_batch_completion(self) -> None:
         for runtime in reversed(list(self._registry.values())):
-            runtime.begin_cleanup()
-            runtime.closed.wait()
+            with runtime._lock:
+                runtime.state = "closing"  # refuse new calls, as the reference does
+            runtime.run_cleanup()
             with self._cond:
                 self.services.pop(runtime.name, None)
                 self._cond.notify_all()

@@ -244,10 +244,15 @@ def topologies(
 
     @st.composite
     def build(draw: Any) -> Topology:
-        n_services = draw(st.integers(0, max_services))
-        names = tuple(f"s{i}" for i in range(n_services))
-        setup = st.sampled_from(_SETUP if faults else ("ok",))
-        services = tuple(ServiceSpec(n, setup=draw(setup), cleanup=draw(setup)) for n in names)
+        behaviour = st.sampled_from(_SETUP if faults else ("ok",))
+        # A list shrinks by deleting elements, so a failure sheds the services it does
+        # not need.
+        drawn = draw(st.lists(st.tuples(behaviour, behaviour), max_size=max_services))
+        services = tuple(
+            ServiceSpec(f"s{i}", setup=setup, cleanup=cleanup)
+            for i, (setup, cleanup) in enumerate(drawn)
+        )
+        names = tuple(s.name for s in services)
         calls = (
             st.lists(st.sampled_from(names), max_size=2, unique=True).map(tuple)
             if names
@@ -259,28 +264,28 @@ def topologies(
                 return st.none()
             return st.none() | st.integers(0, items - 1)
 
-        pipelines = []
-        for _ in range(draw(st.integers(1, max_pipelines))):
+        @st.composite
+        def pipeline(draw: Any) -> PipelineSpec:
             items = draw(st.integers(1 if max_items else 0, max_items))
-            stages = tuple(
-                StageSpec(
-                    kind=draw(st.sampled_from(("map", "filter"))),
-                    parallelism=draw(st.integers(1, max_parallelism)),
-                    calls=draw(calls),
-                    raises_on=draw(maybe_index(items, faults)),
-                    gated_on=draw(maybe_index(items, gates)),
-                )
-                for _ in range(draw(st.integers(0, max_stages)))
+            stage = st.builds(
+                StageSpec,
+                kind=st.sampled_from(("map", "filter")),
+                parallelism=st.integers(1, max_parallelism),
+                calls=calls,
+                raises_on=maybe_index(items, faults),
+                gated_on=maybe_index(items, gates),
             )
-            sinks = tuple(
-                SinkSpec(
-                    parallelism=draw(st.integers(1, max_parallelism)),
-                    calls=draw(calls),
-                    gated_on=draw(maybe_index(items, gates)),
-                )
-                for _ in range(draw(st.integers(1, max_sinks)))
+            sink = st.builds(
+                SinkSpec,
+                parallelism=st.integers(1, max_parallelism),
+                calls=calls,
+                gated_on=maybe_index(items, gates),
             )
-            pipelines.append(PipelineSpec(items, stages, sinks))
+            stages = draw(st.lists(stage, max_size=max_stages))
+            sinks = draw(st.lists(sink, min_size=1, max_size=max_sinks))
+            return PipelineSpec(items, tuple(stages), tuple(sinks))
+
+        pipelines = draw(st.lists(pipeline(), min_size=1, max_size=max_pipelines))
         return Topology(services, tuple(pipelines))
 
     return build()

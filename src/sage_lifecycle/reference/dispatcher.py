@@ -193,6 +193,11 @@ class ServiceRuntime:
             self.state = "closing"
             self._queue.put(_CLEANUP)
 
+    def shut_down(self) -> None:
+        """Best effort: make the service's thread exit, whatever state it was left in."""
+        self.begin_cleanup()
+        self._queue.put(_CLEANUP)  # harmless if the thread already left its loop
+
     # -- the service's own thread --------------------------------------------------
     def run(self) -> None:
         d = self.dispatcher
@@ -645,7 +650,7 @@ class Dispatcher:
         deadline = time.monotonic() + timeout
         if self.settle(timeout):
             for runtime in self._registry.values():
-                runtime.begin_cleanup()
+                runtime.shut_down()
         for thread in self.threads():
             if thread.is_alive():
                 thread.join(max(0.0, deadline - time.monotonic()))
