@@ -36,7 +36,7 @@ def test_a_mutant_fails_with_its_property_and_the_counterexample(pytester: pytes
         "-p",
         "sage_lifecycle",
         "--lifecycle-conformance",
-        "--lifecycle-target=mutant:wait_on_tasks",
+        "--lifecycle-target=mutant:pre_878",
         "--hypothesis-profile=dev",
         "-k",
         "TestLifecycleContract",
@@ -44,10 +44,14 @@ def test_a_mutant_fails_with_its_property_and_the_counterexample(pytester: pytes
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         [
-            "*no-early-return [[]job mutant:wait_on_tasks#*]: submit() returned*",
-            "*target: mutant:wait_on_tasks*",
+            "*cleanup-exactly-once [[]job mutant:pre_878#*]: service 's0' was never cleaned up",
+            "*target: mutant:pre_878*",
+            "*service s0: setup ok, cleanup ok*",
+            "*pipeline 0: source(1 items) -> sink()*",
             "*replay: run the same command again*",
-            "*lifecycle conformance: target mutant:wait_on_tasks*",
+            "*@reproduce_failure*",
+            "*lifecycle conformance: target mutant:pre_878*",
+            "cleanup-exactly-once  FAIL (counterexample above)",
             "no-early-return       FAIL (counterexample above)",
         ]
     )

@@ -23,6 +23,7 @@ def test_reference_passes_the_black_box_machine() -> None:
     assert stats.examples - before >= settings().max_examples // 2
 
 
+@pytest.mark.timeout(900)  # about two minutes on 2 cores; the suite's default is 120 s
 def test_reference_passes_the_deep_profile() -> None:
     """At least 2,000 topologies against the reference, whatever profile the suite runs."""
     before = stats.examples

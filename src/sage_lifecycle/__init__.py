@@ -6,6 +6,9 @@ The library parts load lazily, so loading the plugin imports almost nothing::
 
     from sage_lifecycle import Trace, assert_contract
     from sage_lifecycle.reference import LocalEnvironment
+
+PYTEST_DONT_REWRITE: the plugin has no assertions to rewrite, and the console command
+imports it before pytest starts.
 """
 
 from __future__ import annotations

@@ -169,12 +169,10 @@ def pytest_configure(config: pytest.Config) -> None:
     settings = _Settings(deadline, properties, conformance, str(target))
     config.stash[_SETTINGS] = settings
     config.stash[_STATS] = _Stats()
-    profile = config.getoption("hypothesis_profile", None)
-    if conformance or profile in ("dev", "ci", "deep"):
+    if conformance:
         from .profiles import register_profiles
 
         register_profiles()
-    if conformance:
         _configure_conformance(config, settings, target_where)
 
 

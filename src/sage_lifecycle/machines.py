@@ -68,6 +68,8 @@ class _Stats:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
+        #: Examples started, and examples that ran to a verdict without a violation.
+        self.runs = 0
         self.examples = 0
         self.violations: dict[str, int] = {}
 
@@ -132,6 +134,8 @@ class LifecycleMachine(RuleBasedStateMachine):
     @initialize(data=st.data())
     def start(self, data: Any) -> None:
         topology: Topology = data.draw(self.topologies(), label="topology")
+        with stats.lock:
+            stats.runs += 1
         target = type(self).target_factory()
         job = f"{target.name}#{next(_jobs)}"
         probes = Probes(topology, self.trace, job=job, gate_timeout=self.deadline)

@@ -1,12 +1,11 @@
 """Hypothesis settings profiles that size the conformance suite: ``dev``, ``ci``, ``deep``.
 
-Choose one with ``--hypothesis-profile``. A profile of the same name that the user
-registered first is left alone.
+Choose one with ``--hypothesis-profile``; the plugin registers them in conformance mode.
 
 | profile | topologies | steps per topology | for |
 |---|---|---|---|
 | ``dev`` | 50 | 10 | a quick local run |
-| ``ci`` | 200 | 10 | every CI run (under a minute against the reference) |
+| ``ci`` | 200 | 10 | every CI run: derandomized, no database (under a minute) |
 | ``deep`` | 2500 | 10 | a nightly or release run (at least 2,000 topologies) |
 """
 
@@ -19,20 +18,28 @@ PROFILES: dict[str, tuple[int, int]] = {"dev": (50, 10), "ci": (200, 10), "deep"
 
 
 def register_profiles() -> None:
-    """Register the profiles that are not registered yet."""
-    from hypothesis import HealthCheck, settings
-    from hypothesis.errors import InvalidArgument
+    """Register (or replace) the three profiles under their names.
+
+    Hypothesis ships a ``ci`` profile of its own (100 examples); the conformance suite
+    replaces it, keeping its spirit: derandomized, no example database, so every CI run
+    checks the same topologies and a failure reproduces from the log alone. The plugin
+    calls this only in conformance mode, so a test suite's own profiles are left alone.
+    """
+    from hypothesis import HealthCheck, Phase, settings
 
     for name, (examples, steps) in PROFILES.items():
-        try:
-            settings.get_profile(name)
-        except InvalidArgument:
-            settings.register_profile(
-                name,
-                max_examples=examples,
-                stateful_step_count=steps,
-                # Jobs start threads: an example takes milliseconds, not microseconds.
-                deadline=None,
-                suppress_health_check=[HealthCheck.too_slow],
-                print_blob=True,
-            )
+        ci = name == "ci"
+        settings.register_profile(
+            name,
+            max_examples=examples,
+            stateful_step_count=steps,
+            # Jobs start threads: an example takes milliseconds, not microseconds.
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow],
+            print_blob=True,
+            derandomize=ci,
+            **({"database": None} if ci else {}),
+            # No explain phase: on jobs of threads it re-runs hundreds of variants of a
+            # failure (a minute and more) to annotate lines the timeline already shows.
+            phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
+        )
