@@ -16,7 +16,7 @@ import queue
 import statistics
 import threading
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis.stateful import run_state_machine_as_test
@@ -34,7 +34,7 @@ SETTINGS: dict[str, Any] = dict(
 
 
 class Recording(LifecycleMachine):
-    seen: list[Topology] = []
+    seen: ClassVar[list[Topology]] = []
 
     def teardown(self) -> None:
         if self.probes is not None:
@@ -93,9 +93,8 @@ def small_topologies(examples: int) -> None:
     run_state_machine_as_test(Recording, settings=settings(max_examples=examples, **SETTINGS))
     harness = time.perf_counter() - start
     topologies = [t for t in Recording.seen if t.tasks <= 8 and len(t.services) <= 4]
-    print(
-        f"1. small topologies ({len(topologies)} of {len(Recording.seen)} drawn had <= 8 tasks, <= 4 services)"
-    )
+    drawn = f"{len(topologies)} of {len(Recording.seen)} drawn"
+    print(f"1. small topologies ({drawn} had <= 8 tasks, <= 4 services)")
     direct = []
     raw = []
     for t in topologies:
@@ -114,15 +113,14 @@ def small_topologies(examples: int) -> None:
     )
     print(
         f"   conformance harness       {per_example * 1e3:7.1f} ms per example, "
-        f"{len(Recording.seen) / harness:5.1f} examples/s  ({per_example / statistics.median(raw):.0f}x raw;"
-        " gates, settling and checks)"
+        f"{len(Recording.seen) / harness:5.1f} examples/s  "
+        f"({per_example / statistics.median(raw):.0f}x raw; gates, settling and checks)"
     )
 
 
 def mutants() -> None:
-    print(
-        "2. time and examples to the first failure (state machine for the mutant's property, no shrinking)"
-    )
+    how = "state machine for the mutant's property, no shrinking"
+    print(f"2. time and examples to the first failure ({how})")
     for name, mutant in MUTANTS.items():
         machine = LifecycleMachine.for_property(mutant.breaks)
         machine.target_factory = staticmethod(resolve_target(f"mutant:{name}"))
@@ -139,9 +137,8 @@ def mutants() -> None:
             outcome = "caught"
         elapsed = time.perf_counter() - start
         examples = stats.runs - before
-        print(
-            f"   {name:<32} {outcome:<10} {elapsed:6.2f} s  {examples:4d} examples  ({mutant.breaks})"
-        )
+        found = f"{outcome:<10} {elapsed:6.2f} s  {examples:4d} examples"
+        print(f"   {name:<32} {found}  ({mutant.breaks})")
 
 
 class Touch(MapFunction):
