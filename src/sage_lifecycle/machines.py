@@ -51,6 +51,7 @@ __all__ = [
     "HarnessError",
     "LifecycleMachine",
     "WhiteBoxMachine",
+    "check_topology",
     "configure",
     "stats",
 ]
@@ -182,6 +183,10 @@ class LifecycleMachine(RuleBasedStateMachine):
             name for name, gate in self.probes.gates.items() if not gate.is_open and gate.parked
         )
 
+    def _hold(self) -> float:
+        """The quiet period: the machine's, or longer if the target asks for it."""
+        return max(self.hold, float(getattr(self.target, "hold", 0.0) or 0.0))
+
     def _settle(self) -> None:
         """Let the job run until it goes quiet (or the deadline passed).
 
@@ -189,7 +194,7 @@ class LifecycleMachine(RuleBasedStateMachine):
         happen while it is closed has happened, and each step ends in the same state
         whatever the machine's speed: the invariants see the same thing on replay.
         """
-        self.trace.wait_idle(self.hold, timeout=self.deadline)
+        self.trace.wait_idle(self._hold(), timeout=self.deadline)
 
     # The draws below have the same shape whatever the job is doing (an index, not a
     # choice among the gates parked right now), so a slow machine cannot make Hypothesis
@@ -506,3 +511,45 @@ def configure(
     WhiteBoxMachine.enabled = dispatcher is not None
     if dispatcher is not None:
         WhiteBoxMachine.dispatcher_class = dispatcher
+
+
+def check_topology(
+    target_factory: Callable[[], Target],
+    topology: Topology,
+    *,
+    deadline: float = 30.0,
+    properties: tuple[str, ...] | None = None,
+) -> list[Any]:
+    """Run one topology through the black-box machine and return the violations found.
+
+    The gates open in name order once the job has gone quiet; no step is drawn. Useful
+    to keep a finding as a regression test::
+
+        found = check_topology(resolve_target("sage"), topology)
+        assert {v.property for v in found} == {"no-early-return"}
+    """
+    from hypothesis import HealthCheck, Phase, settings
+    from hypothesis.stateful import run_state_machine_as_test
+
+    class One(LifecycleMachine):
+        def topologies(self) -> Any:
+            return st.just(topology)
+
+    One.target_factory = staticmethod(target_factory)
+    One.deadline = deadline
+    One.properties = properties
+    try:
+        run_state_machine_as_test(
+            One,
+            settings=settings(
+                max_examples=1,
+                phases=[Phase.generate],
+                deadline=None,
+                database=None,
+                stateful_step_count=1,
+                suppress_health_check=list(HealthCheck),
+            ),
+        )
+    except LifecycleViolation as exc:
+        return list(exc.violations)
+    return []

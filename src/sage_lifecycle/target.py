@@ -59,7 +59,9 @@ class Target(Protocol):
 
     ``name`` appears in reports; ``thread_allowlist`` lists name prefixes of threads the
     runtime may leave alive after its wait (pools it keeps on purpose); ``grace`` is how
-    long, in seconds, other threads it started may take to end after the wait.
+    long, in seconds, other threads it started may take to end after the wait. A target
+    may also set ``hold``: the seconds of quiet that mean "nothing more will happen"
+    for a runtime that polls (the driver uses the longer of it and ``--lifecycle-hold``).
     """
 
     name: str
@@ -129,6 +131,7 @@ class ReferenceTarget:
 def _service_class(base: type[Any]) -> type[Any]:
     class ProbeService(base):  # type: ignore[misc]
         def __init__(self, probe: Any) -> None:
+            super().__init__()
             self.probe = probe
             probe.constructed()
 
@@ -151,6 +154,7 @@ def _caller(fn: Any, name: str) -> Callable[[str, str], Any]:
 def _source_class(base: type[Any]) -> type[Any]:
     class ProbeSource(base):  # type: ignore[misc]
         def __init__(self, probe: Any) -> None:
+            super().__init__()
             self.probe = probe
 
         def execute(self) -> Any:
@@ -162,6 +166,7 @@ def _source_class(base: type[Any]) -> type[Any]:
 def _stage_class(base: type[Any]) -> type[Any]:
     class ProbeStage(base):  # type: ignore[misc]
         def __init__(self, probe: Any) -> None:
+            super().__init__()
             self.probe = probe
 
         def execute(self, data: Any) -> Any:
@@ -173,6 +178,7 @@ def _stage_class(base: type[Any]) -> type[Any]:
 def _sink_class(base: type[Any]) -> type[Any]:
     class ProbeSink(base):  # type: ignore[misc]
         def __init__(self, probe: Any) -> None:
+            super().__init__()
             self.probe = probe
 
         def execute(self, data: Any) -> None:
