@@ -97,8 +97,14 @@ class Event:
             parts.append(f"job={self.job!r}")
         if self.error is not None:
             parts.append(f"error={self.error!r}")
-        parts.extend(f"{k}={v!r}" for k, v in self.data.items())
+        parts.extend(f"{k}={_short(v)}" for k, v in self.data.items())
         return f"<Event {' '.join(parts)}>"
+
+
+def _short(value: Any) -> str:
+    """A value's repr, cut short when long (thread stacks go to the report's detail)."""
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:60]}... ({len(text)} chars)"
 
 
 def describe_error(exc: BaseException) -> str:
