@@ -203,31 +203,27 @@ class LifecycleMachine(RuleBasedStateMachine):
     @rule(choice=st.integers(0, 7))
     def open_gate(self, choice: int) -> None:
         """Open one of the gates a thread is parked at (if any), then let the job settle."""
-        name = self._pick(choice)
-        if name is None:
-            return
-        assert self.probes is not None
-        note(f"open gate {name}")
-        self.probes.record(EventKind.GATE_OPEN, name)
-        self.probes.gates[name].open()
-        self._settle()
+        self._act(choice, fail=False)
 
     @precondition(lambda self: self.gate_faults)
     @rule(choice=st.integers(0, 7))
     def fail_gate(self, choice: int) -> None:
         """Fail one of the parked gates: the parked code raises there (an injected fault)."""
-        name = self._pick(choice)
-        if name is None:
-            return
-        assert self.probes is not None
-        note(f"fail gate {name}")
-        self.probes.record(EventKind.GATE_FAIL, name)
-        self.probes.gates[name].fail(InjectedFault(f"gate {name} failed by the driver"))
-        self._settle()
+        self._act(choice, fail=True)
 
-    def _pick(self, choice: int) -> str | None:
+    def _act(self, choice: int, *, fail: bool) -> None:
         parked = self._parked_gates()
-        return parked[choice % len(parked)] if parked else None
+        if not parked or self.probes is None:
+            return
+        name = parked[choice % len(parked)]
+        note(f"{'fail' if fail else 'open'} gate {name}")
+        self.probes.record(EventKind.GATE_FAIL if fail else EventKind.GATE_OPEN, name)
+        gate = self.probes.gates[name]
+        if fail:
+            gate.fail(InjectedFault(f"gate {name} failed by the driver"))
+        else:
+            gate.open()
+        self._settle()
 
     @invariant()
     def contract_holds_so_far(self) -> None:
