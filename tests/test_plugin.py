@@ -197,6 +197,16 @@ def test_fixtures_markers_and_options_are_documented(pytester: pytest.Pytester) 
             "*Invalid lifecycle deadline '-1' from the lifecycle_deadline ini value*",
         ),
         (
+            ["--lifecycle-hold=-0.1"],
+            "",
+            "*Invalid lifecycle hold '-0.1' from --lifecycle-hold: expected a positive number*",
+        ),
+        (
+            ["--lifecycle-target=mutant:nope"],
+            "",
+            "*--lifecycle-target from --lifecycle-target: unknown mutant 'nope'*",
+        ),
+        (
             ["--lifecycle-properties=no-early-return,cleanup-twice"],
             "",
             "*unknown lifecycle property 'cleanup-twice' from --lifecycle-properties; "

@@ -166,6 +166,7 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(exc)) from None
     conformance = bool(_option(config, "lifecycle_conformance")[0])
     target, target_where = _option(config, "lifecycle_target")
+    hold = _parse_seconds(*_option(config, "lifecycle_hold"), what="hold", example="0.01")
     settings = _Settings(deadline, properties, conformance, str(target))
     config.stash[_SETTINGS] = settings
     config.stash[_STATS] = _Stats()
@@ -173,18 +174,25 @@ def pytest_configure(config: pytest.Config) -> None:
         from .profiles import register_profiles
 
         register_profiles()
-        _configure_conformance(config, settings, target_where)
+        _configure_conformance(settings, target_where, hold)
+    elif settings.target != "reference":
+        _resolve(settings.target, target_where)  # a bad value is an error, never ignored
 
 
-def _configure_conformance(config: pytest.Config, settings: _Settings, where: str) -> None:
-    from .machines import configure
-    from .target import ReferenceTarget, TargetError, resolve_target
+def _resolve(target: str, where: str) -> Any:
+    from .target import TargetError, resolve_target
 
-    hold = _parse_seconds(*_option(config, "lifecycle_hold"), what="hold", example="0.01")
     try:
-        factory = resolve_target(settings.target)
+        return resolve_target(target)
     except TargetError as exc:
         raise pytest.UsageError(f"--lifecycle-target from {where}: {exc}") from None
+
+
+def _configure_conformance(settings: _Settings, where: str, hold: float) -> None:
+    from .machines import configure
+    from .target import ReferenceTarget
+
+    factory = _resolve(settings.target, where)
     sample = factory()
     dispatcher = sample.dispatcher if isinstance(sample, ReferenceTarget) else None
     configure(factory, deadline=settings.deadline, hold=hold, dispatcher=dispatcher)
