@@ -314,7 +314,7 @@ class LifecycleMachine(RuleBasedStateMachine):
             for t in threading.enumerate()
             if t not in self._threads_before
             and t is not self.runner
-            and not t.name.startswith(allow or ("\0",))
+            and not (allow and t.name.startswith(allow))
         ]
         end = time.monotonic() + grace
         for t in new:

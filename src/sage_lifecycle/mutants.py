@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .reference.dispatcher import Dispatcher, TaskRuntime
+from .reference.dispatcher import Dispatcher, ServiceRuntime, TaskRuntime
 from .trace import Event, EventKind, describe_error
 
 __all__ = ["MUTANTS", "Mutant"]
@@ -76,11 +76,8 @@ class CleanupStopsAtFirstFailure(Dispatcher):
 
     def _cleanup_services_after_batch_completion(self) -> None:
         for runtime in reversed(list(self._registry.values())):
-            failures = len(self.errors())
-            runtime.begin_cleanup()
-            if runtime.thread is not None:
-                self._join(runtime.thread)
-            if len(self.errors()) > failures:
+            self._clean_service(runtime)
+            if runtime.cleanup_error is not None:
                 break
         with self._cond:
             self.services.clear()
@@ -136,16 +133,14 @@ class UnbalancedCounter(Dispatcher):
     def _cleanup_services_after_batch_completion(self) -> None:
         with self._cond:
             self._pending = len(self._registry)
-        for runtime in reversed(list(self._registry.values())):
-            failures = len(self.errors())
-            runtime.begin_cleanup()
-            if runtime.thread is not None:
-                self._join(runtime.thread)
-            with self._cond:
-                if len(self.errors()) == failures:
-                    self._pending -= 1
-                self.services.pop(runtime.name, None)
-                self._cond.notify_all()
+        super()._cleanup_services_after_batch_completion()
+
+    def _clean_service(self, runtime: ServiceRuntime) -> None:
+        super()._clean_service(runtime)
+        with self._cond:
+            if runtime.cleanup_error is None:
+                self._pending -= 1
+            self._cond.notify_all()
 
     def is_finished(self) -> bool:
         return super().is_finished() and self._pending == 0
@@ -155,14 +150,11 @@ class UnjoinedServiceThread(Dispatcher):
     """Each service is cleaned from the controller, but its worker thread is never told to
     exit nor joined: it stays parked on its request queue after the wait returned."""
 
-    def _cleanup_services_after_batch_completion(self) -> None:
-        for runtime in reversed(list(self._registry.values())):
-            with runtime._lock:
-                runtime.state = "closing"  # refuse new calls, as the reference does
-            runtime.run_cleanup()
-            with self._cond:
-                self.services.pop(runtime.name, None)
-                self._cond.notify_all()
+    def _clean_service(self, runtime: ServiceRuntime) -> None:
+        with runtime._lock:
+            runtime.state = "closing"  # refuse new calls, as the reference does
+        runtime.run_cleanup()
+        self._forget_service(runtime)
 
 
 class LostErrors(Dispatcher):

@@ -223,26 +223,41 @@ class SourceProbe(_TaskProbe):
         return None
 
 
-class StageProbe(_TaskProbe):
+class _ItemProbe(_TaskProbe):
+    """A stage or sink: one node, its ancestors, and maybe a gate on one item."""
+
+    def __init__(
+        self, probes: Probes, node: str, ancestors: tuple[str, ...], gated_on: int | None
+    ) -> None:
+        super().__init__(probes)
+        self.node = node
+        self.ancestors = ancestors
+        self.gated_on = gated_on
+        if gated_on is not None:
+            probes._gate(f"item:{node}#{gated_on}")
+
+    def _park_if_gated(self, item: str) -> int:
+        """Park at this node's gate if ``item`` is the gated one; return the item's index."""
+        k = item_index(item)
+        if self.gated_on == k:
+            self.probes.pass_gate(f"item:{self.node}#{k}")
+        return k
+
+
+class StageProbe(_ItemProbe):
     """A map (returns the item) or filter (keeps even indexes) that may call, park or fail."""
 
     def __init__(
         self, probes: Probes, pipeline: int, index: int, spec: StageSpec, ancestors: tuple[str, ...]
     ) -> None:
-        super().__init__(probes)
+        super().__init__(probes, f"p{pipeline}.stage{index}", ancestors, spec.gated_on)
         self.spec = spec
-        self.node = f"p{pipeline}.stage{index}"
-        self.ancestors = ancestors
-        if spec.gated_on is not None:
-            probes._gate(f"item:{self.node}#{spec.gated_on}")
 
     def process(self, item: str, call: CallService) -> Any:
         return self._guarded(lambda: self._process(item, call))
 
     def _process(self, item: str, call: CallService) -> Any:
-        k = item_index(item)
-        if self.spec.gated_on == k:
-            self.probes.pass_gate(f"item:{self.node}#{k}")
+        k = self._park_if_gated(item)
         if self.spec.raises_on == k:
             raise InjectedFault(f"{self.node} failed on item {item}")
         self._calls(self.spec.calls, item, call)
@@ -254,25 +269,19 @@ class StageProbe(_TaskProbe):
         return item
 
 
-class SinkProbe(_TaskProbe):
+class SinkProbe(_ItemProbe):
     """A sink that may park on one item, records what reached it, and calls services."""
 
     def __init__(
         self, probes: Probes, pipeline: int, index: int, spec: SinkSpec, ancestors: tuple[str, ...]
     ) -> None:
-        super().__init__(probes)
+        super().__init__(probes, f"p{pipeline}.sink{index}", ancestors, spec.gated_on)
         self.spec = spec
-        self.node = f"p{pipeline}.sink{index}"
-        self.ancestors = ancestors
-        if spec.gated_on is not None:
-            probes._gate(f"item:{self.node}#{spec.gated_on}")
 
     def consume(self, item: str, call: CallService) -> None:
         self._guarded(lambda: self._consume(item, call))
 
     def _consume(self, item: str, call: CallService) -> None:
-        k = item_index(item)
-        if self.spec.gated_on == k:
-            self.probes.pass_gate(f"item:{self.node}#{k}")
+        self._park_if_gated(item)
         self.probes.record(EventKind.ITEM_SINK, self.node, node=self.node, item=item)
         self._calls(self.spec.calls, item, call)

@@ -163,28 +163,30 @@ def _source_class(base: type[Any]) -> type[Any]:
     return ProbeSource
 
 
-def _stage_class(base: type[Any]) -> type[Any]:
-    class ProbeStage(base):  # type: ignore[misc]
+def _item_class(base: type[Any], action: str) -> type[Any]:
+    """A map, filter or sink class on ``base`` whose ``execute(data)`` calls the probe's
+    ``action`` (``process`` for stages, ``consume`` for sinks)."""
+
+    class ProbeFunction(base):  # type: ignore[misc]
         def __init__(self, probe: Any) -> None:
             super().__init__()
             self.probe = probe
 
         def execute(self, data: Any) -> Any:
-            return self.probe.process(data, _caller(self, self.probe.node))
+            return getattr(self.probe, action)(data, _caller(self, self.probe.node))
 
-    return ProbeStage
+    ProbeFunction.__name__ = ProbeFunction.__qualname__ = (
+        "ProbeSink" if action == "consume" else "ProbeStage"
+    )
+    return ProbeFunction
+
+
+def _stage_class(base: type[Any]) -> type[Any]:
+    return _item_class(base, "process")
 
 
 def _sink_class(base: type[Any]) -> type[Any]:
-    class ProbeSink(base):  # type: ignore[misc]
-        def __init__(self, probe: Any) -> None:
-            super().__init__()
-            self.probe = probe
-
-        def execute(self, data: Any) -> None:
-            self.probe.consume(data, _caller(self, self.probe.node))
-
-    return ProbeSink
+    return _item_class(base, "consume")
 
 
 def available_targets() -> list[str]:

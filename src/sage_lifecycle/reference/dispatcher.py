@@ -139,9 +139,9 @@ class ServiceRuntime:
         self.setup_error: BaseException | None = None
         self.state = "new"  # new -> ready | failed -> closing -> closed
         self.setup_done = threading.Event()
-        #: Set when the service's thread is about to exit, its cleanup done.
-        self.closed = threading.Event()
         self.cleaned = False
+        #: What the service's cleanup raised, if it raised.
+        self.cleanup_error: BaseException | None = None
         self.thread: threading.Thread | None = None
         self._queue: SimpleQueue[_Call | _Stop] = SimpleQueue()
         self._lock = threading.Lock()
@@ -232,7 +232,6 @@ class ServiceRuntime:
         self.run_cleanup()
         with self._lock:
             self.state = "closed"
-        self.closed.set()
 
     def run_cleanup(self) -> None:
         """Run the instance's ``cleanup()`` once, recorded; later calls do nothing.
@@ -250,6 +249,7 @@ class ServiceRuntime:
             if callable(cleanup):
                 cleanup()
         except Exception as exc:
+            self.cleanup_error = exc
             event = d._record(EventKind.SERVICE_CLEANUP_END, self.name, error=describe_error(exc))
             d._add_error(exc, event)
         else:
@@ -551,12 +551,20 @@ class Dispatcher:
         cleanup that raises is recorded and the next service is cleaned all the same.
         """
         for runtime in reversed(list(self._registry.values())):
-            runtime.begin_cleanup()
-            if runtime.thread is not None:
-                self._join(runtime.thread)
-            with self._cond:
-                self.services.pop(runtime.name, None)
-                self._cond.notify_all()
+            self._clean_service(runtime)
+
+    def _clean_service(self, runtime: ServiceRuntime) -> None:
+        """Clean one service on its own thread, behind its queued calls, and join it."""
+        runtime.begin_cleanup()
+        if runtime.thread is not None:
+            self._join(runtime.thread)
+        self._forget_service(runtime)
+
+    def _forget_service(self, runtime: ServiceRuntime) -> None:
+        """Drop a cleaned service from ``services`` and wake the waiters."""
+        with self._cond:
+            self.services.pop(runtime.name, None)
+            self._cond.notify_all()
 
     def request_stop(self) -> None:
         """Ask the sources to stop after their current item (``env.stop()``)."""
