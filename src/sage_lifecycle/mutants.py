@@ -118,6 +118,31 @@ class DoubleCleanup(Dispatcher):
         return accepted
 
 
+class SkipsFailedSetupCleanup(Dispatcher):
+    """A service whose ``setup()`` raised is shut down without its ``cleanup()``, though it
+    was constructed (what isage-kernel 0.2.5.3 does); the wait itself is correct."""
+
+    def _clean_service(self, runtime: ServiceRuntime) -> None:
+        if runtime.setup_error is not None:
+            with runtime._lock:
+                runtime.cleaned = True  # run_cleanup() now does nothing
+        super()._clean_service(runtime)
+
+
+class _StopsAtFirstSignal(TaskRuntime):
+    def connect(self, downstream: list[TaskRuntime]) -> None:
+        super().connect(downstream)
+        for task in downstream:
+            task.expected_stops = 1
+
+
+class StopsAtFirstSignal(Dispatcher):
+    """A stage stops at the first stop signal it receives instead of one from every
+    upstream instance: items a slower parallel instance still sends are dropped."""
+
+    task_class = _StopsAtFirstSignal
+
+
 class WaitOnSources(Dispatcher):
     """The wait returns when the sources finished, before the sinks drained."""
 
@@ -189,10 +214,14 @@ MUTANTS: dict[str, Mutant] = {
         Mutant("wait_on_is_running", WaitOnIsRunning, "no-early-return"),
         Mutant("wait_on_tasks", WaitOnTasks, "no-early-return"),
         Mutant("services_cleared_early", ServicesClearedEarly, "no-early-return"),
-        Mutant("cleanup_stops_at_first_failure", CleanupStopsAtFirstFailure, "failure-isolation"),
+        Mutant(
+            "cleanup_stops_at_first_failure", CleanupStopsAtFirstFailure, "cleanup-exactly-once"
+        ),
+        Mutant("skips_failed_setup_cleanup", SkipsFailedSetupCleanup, "cleanup-exactly-once"),
         Mutant("cleanup_after_first_pipeline", CleanupAfterFirstPipeline, "no-use-after-cleanup"),
         Mutant("double_cleanup", DoubleCleanup, "cleanup-exactly-once"),
-        Mutant("wait_on_sources", WaitOnSources, "no-data-loss"),
+        Mutant("wait_on_sources", WaitOnSources, "no-early-return"),
+        Mutant("stops_at_first_signal", StopsAtFirstSignal, "no-data-loss"),
         Mutant("unbalanced_counter", UnbalancedCounter, "no-hang"),
         Mutant("unjoined_service_thread", UnjoinedServiceThread, "no-thread-leak"),
         Mutant("lost_errors", LostErrors, "failure-isolation"),

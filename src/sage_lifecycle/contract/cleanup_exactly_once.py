@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..trace import Event, EventKind
+from ..trace import ERROR_KINDS, Event, EventKind
 from ._common import Violation, violation
 
 PROPERTY = "cleanup-exactly-once"
@@ -12,10 +12,20 @@ SUMMARY = "every service that was constructed has exactly one cleanup begin and 
 
 
 def check(events: Sequence[Event], *, complete: bool = True) -> list[Violation]:
-    """Find services cleaned twice (always) or never (only once the job is ``complete``)."""
+    """Find services cleaned twice (always) or never (only once the job is ``complete``).
+
+    A cleanup that began and never ended is reported here only when the job has no wait
+    at all: otherwise it is the ending call's fault (``no-early-return``, it returned
+    while the cleanup ran) or a hang (``no-hang``). A missing cleanup names the failure
+    that came before it, if any (a failed setup, another service's failed cleanup):
+    that is the story, the property is still this one.
+    """
     constructed: dict[str, Event] = {}
     begins: dict[str, list[Event]] = {}
     ends: dict[str, list[Event]] = {}
+    setup_failed: dict[str, Event] = {}
+    first_failure: Event | None = None
+    has_wait = False
     for e in events:
         if e.kind is EventKind.SERVICE_CONSTRUCT:
             constructed.setdefault(e.subject, e)
@@ -23,6 +33,13 @@ def check(events: Sequence[Event], *, complete: bool = True) -> list[Violation]:
             begins.setdefault(e.subject, []).append(e)
         elif e.kind is EventKind.SERVICE_CLEANUP_END:
             ends.setdefault(e.subject, []).append(e)
+        elif e.kind is EventKind.WAIT_BEGIN:
+            has_wait = True
+        if e.kind in ERROR_KINDS and e.error is not None:
+            if first_failure is None:
+                first_failure = e
+            if e.kind is EventKind.SERVICE_SETUP_END:
+                setup_failed.setdefault(e.subject, e)
 
     out: list[Violation] = []
     for name in sorted(set(constructed) | set(begins) | set(ends)):
@@ -54,8 +71,17 @@ def check(events: Sequence[Event], *, complete: bool = True) -> list[Violation]:
                 )
             )
         elif complete and not b:
-            out.append(violation(PROPERTY, f"service {name!r} was never cleaned up", [construct]))
-        elif complete and not n:
+            cause = setup_failed.get(name, first_failure)
+            why = ""
+            if cause is not None and cause.subject == name:
+                why = f" (its setup failed with {cause.error})"
+            elif cause is not None:
+                why = f" (after {cause.kind.value} of {cause.subject!r} failed with {cause.error})"
+            witnesses = [construct] if cause is None else [construct, cause]
+            out.append(
+                violation(PROPERTY, f"service {name!r} was never cleaned up{why}", witnesses)
+            )
+        elif complete and not n and not has_wait:
             out.append(
                 violation(
                     PROPERTY,

@@ -414,6 +414,9 @@ class Dispatcher:
         d.wait("submit")   # blocks until finished; raises JobFailed / JobHangError
     """
 
+    #: The class of one task instance; a subclass may change how a task runs.
+    task_class: type[TaskRuntime]
+
     def __init__(
         self, job: str, *, observer: Observer | None = None, deadline: float = 60.0
     ) -> None:
@@ -483,7 +486,7 @@ class Dispatcher:
             self.services[spec.name] = runtime
         instances: dict[str, list[TaskRuntime]] = {}
         for node in nodes:
-            instances[node.name] = [TaskRuntime(self, node, i) for i in range(node.parallelism)]
+            instances[node.name] = [self.task_class(self, node, i) for i in range(node.parallelism)]
         for node in nodes:
             for downstream in node.downstream:
                 for task in instances[node.name]:
@@ -687,3 +690,6 @@ class Dispatcher:
         return runtime.call(
             caller, method, args, kwargs, self.deadline if timeout is None else timeout
         )
+
+
+Dispatcher.task_class = TaskRuntime
