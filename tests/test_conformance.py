@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -14,18 +15,19 @@ def test_reference_passes_with_a_verdict_per_property(pytester: pytest.Pytester)
     result = pytester.runpytest_subprocess(
         "-p", "sage_lifecycle", "--lifecycle-conformance", "--hypothesis-profile=dev"
     )
-    result.assert_outcomes(passed=2)
+    result.assert_outcomes(passed=8)
+    assert result.ret == 0
     result.stdout.fnmatch_lines(
         [
             "*lifecycle conformance: target reference*",
-            "* topologies run",
-            "cleanup-exactly-once  PASS",
-            "no-early-return       PASS",
-            "no-use-after-cleanup  PASS",
-            "no-hang               PASS",
-            "failure-isolation     PASS",
-            "no-data-loss          PASS",
-            "no-thread-leak        PASS",
+            "* topologies run in 7 searches, one per property*",
+            "cleanup-exactly-once  PASS     * topologies, * exercised it",
+            "no-early-return       PASS     *",
+            "no-use-after-cleanup  PASS     *",
+            "no-hang               PASS     *",
+            "failure-isolation     PASS     *",
+            "no-data-loss          PASS     *",
+            "no-thread-leak        PASS     *",
             "white-box dispatcher  PASS",
         ]
     )
@@ -38,12 +40,12 @@ def test_a_mutant_fails_with_its_property_and_the_counterexample(pytester: pytes
         "--lifecycle-conformance",
         "--lifecycle-target=mutant:pre_878",
         "--hypothesis-profile=dev",
-        "-k",
-        "TestLifecycleContract",
+        "--lifecycle-properties=cleanup-exactly-once,no-early-return",
     )
-    result.assert_outcomes(failed=1)
+    result.assert_outcomes(failed=2, passed=1)
     result.stdout.fnmatch_lines(
         [
+            "*test_contract?cleanup-exactly-once?*",
             "*cleanup-exactly-once [[]job mutant:pre_878#*]: service 's0' was never cleaned up",
             "*target: mutant:pre_878*",
             "*service s0: setup ok, cleanup ok*",
@@ -51,10 +53,14 @@ def test_a_mutant_fails_with_its_property_and_the_counterexample(pytester: pytes
             "*replay: run the same command again*",
             "*@reproduce_failure*",
             "*lifecycle conformance: target mutant:pre_878*",
-            "cleanup-exactly-once  FAIL (counterexample above)",
-            "no-early-return       FAIL (counterexample above)",
+            "* topologies run in 2 searches*",
+            "cleanup-exactly-once  FAIL     service 's0' was never cleaned up; counterexample "
+            "above, under test_contract[[]cleanup-exactly-once[]]*",
+            "no-early-return       PASS     *",
+            "white-box dispatcher  FAIL*",
         ]
     )
+    assert "no-hang" not in result.stdout.str().split("lifecycle conformance")[-1]
 
 
 def test_the_project_tests_are_not_collected_in_conformance_mode(
@@ -67,9 +73,12 @@ def test_the_project_tests_are_not_collected_in_conformance_mode(
         "--lifecycle-conformance",
         "--hypothesis-profile=dev",
         "-k",
-        "WhiteBox",
+        "white_box",
     )
-    result.assert_outcomes(passed=1, deselected=1)
+    result.assert_outcomes(passed=1, deselected=7)
+    # A search that did not run is no verdict: the table says so, and the exit code agrees.
+    result.stdout.fnmatch_lines(["no-hang               NOT RUN  (its search was not run*"])
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
 
 
 def test_a_users_adapter_is_run_and_a_broken_one_is_named(pytester: pytest.Pytester) -> None:
@@ -90,10 +99,9 @@ class Broken:
         "--lifecycle-conformance",
         "--hypothesis-profile=dev",
         "--lifecycle-target=my_runtime:MyTarget",
-        "-k",
-        "TestLifecycleContract",
+        "--lifecycle-properties=no-hang",
     )
-    ok.assert_outcomes(passed=1)
+    ok.assert_outcomes(passed=2)  # a ReferenceTarget subclass: the white box runs too
     ok.stdout.fnmatch_lines(["*lifecycle conformance: target my_runtime:MyTarget*"])
     broken = pytester.runpytest_subprocess(
         "-p",
@@ -117,6 +125,115 @@ def test_an_unknown_target_is_a_usage_error_listing_the_choices(pytester: pytest
 
 def test_the_console_command_wraps_it(pytester: pytest.Pytester) -> None:
     command = Path(sys.executable).with_name("sage-lifecycle")  # installed beside python
-    result = pytester.run(command, "--profile", "dev", "--", "-k", "WhiteBox")
+    result = pytester.run(command, "--profile", "dev", "--properties", "no-hang")
     assert result.ret == 0
-    result.stdout.fnmatch_lines(["*white-box dispatcher  PASS"])
+    result.stdout.fnmatch_lines(["no-hang  * PASS *", "*white-box dispatcher  PASS"])
+    listed = pytester.run(command, "--list-targets")
+    listed.stdout.fnmatch_lines(["reference *", "mutant:pre_878 * breaks cleanup-exactly-once*"])
+    version = pytester.run(command, "--version")
+    version.stdout.fnmatch_lines(["sage-lifecycle *.*"])
+
+
+HOSTILE_INI = """
+[pytest]
+addopts = -n 2 -W error -x
+timeout = 1
+filterwarnings = error
+"""
+
+VACUOUS = """
+from sage_lifecycle.target import ReferenceTarget
+
+class BuildsNothing(ReferenceTarget):
+    name = "builds-nothing"
+    def build(self, probes):
+        from sage_lifecycle.reference import LocalEnvironment
+        self.env = LocalEnvironment("empty")
+        self.env.from_batch([]).sink(lambda x: None)
+
+class BuildRaises(ReferenceTarget):
+    name = "build-raises"
+    def build(self, probes):
+        raise ConnectionError("cluster unreachable")
+
+class ReturnsBeforeStart(ReferenceTarget):
+    name = "returns-before-start"
+    def wait(self):
+        import threading
+        threading.Thread(target=super().wait, daemon=True).start()
+"""
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        ("BuildsNothing", "ERROR *the wait completed, but the job never ran as built*"),
+        ("BuildRaises", "ERROR *failed to build the job: ConnectionError: cluster unreachable*"),
+        ("ReturnsBeforeStart", "FAIL *submit() returned before*"),
+    ],
+)
+def test_a_target_that_never_ran_the_job_gets_no_pass(
+    pytester: pytest.Pytester, target: str, expected: str
+) -> None:
+    pytester.makepyfile(vacuous=VACUOUS)
+    result = pytester.runpytest_subprocess(
+        "-p",
+        "sage_lifecycle",
+        "--lifecycle-conformance",
+        "--hypothesis-profile=dev",
+        f"--lifecycle-target=vacuous:{target}",
+        "--lifecycle-properties=cleanup-exactly-once,no-early-return",
+    )
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines([f"no-early-return  *{expected}"])
+    if target != "ReturnsBeforeStart":  # that one's cleanups do run: a PASS is earned there
+        assert "cleanup-exactly-once  PASS" not in result.stdout.str()
+
+
+def _table(output: str) -> list[str]:
+    """The verdict rows (row name and verdict), without counts and timings."""
+    rows = output.split("lifecycle conformance")[-1].splitlines()[2:]
+    found = (re.match(r"(\S+(?: dispatcher)?) +(PASS|FAIL|ERROR|NOT RUN)\b", r) for r in rows)
+    return [f"{m[1]} {m[2]}" for m in found if m]
+
+
+def test_the_command_ignores_the_callers_config_and_runs_with_autoload_off(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    command = Path(sys.executable).with_name("sage-lifecycle")
+    args = ["--profile", "ci", "--target", "mutant:pre_878", "--properties", "cleanup-exactly-once"]
+    clean = pytester.run(command, *args)
+    pytester.makefile(".ini", pytest=HOSTILE_INI)
+    pytester.makeconftest("raise SystemExit('the caller's conftest must not load')")
+    hostile = pytester.run(command, *args)
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+    autoload_off = pytester.run(command, *args)
+    assert clean.ret == hostile.ret == autoload_off.ret == pytest.ExitCode.TESTS_FAILED
+    table = _table(clean.stdout.str())
+    assert table == ["cleanup-exactly-once FAIL", "white-box dispatcher FAIL"]
+    assert _table(hostile.stdout.str()) == table
+    assert _table(autoload_off.stdout.str()) == table
+
+
+def test_under_xdist_the_verdicts_and_counts_are_the_same(pytester: pytest.Pytester) -> None:
+    pytest.importorskip("xdist")
+    args = [
+        "-p",
+        "sage_lifecycle",
+        "-p",
+        "no:cacheprovider",
+        "--lifecycle-conformance",
+        "--hypothesis-profile=ci",
+        "--lifecycle-target=mutant:double_cleanup",
+        "--lifecycle-properties=cleanup-exactly-once,no-hang,no-data-loss",
+    ]
+    alone = pytester.runpytest_subprocess(*args)
+    spread = pytester.runpytest_subprocess(*args, "-n", "2")
+    assert alone.ret == spread.ret == pytest.ExitCode.TESTS_FAILED
+
+    def rows(out: str) -> list[str]:
+        body = out.split("lifecycle conformance")[-1].splitlines()[1:6]
+        return [line.split(";")[0] for line in body]
+
+    assert rows(spread.stdout.str()) == rows(alone.stdout.str())
+    assert any(r.startswith("no-hang               PASS     1") for r in rows(alone.stdout.str()))

@@ -161,7 +161,9 @@ def test_a_missing_cleanup_names_the_failure_before_it_and_is_no_early_return() 
     j.wait_end(w, outcome="raised", reported=(failed.seq,))
     [v] = check(j.events())
     assert v.property == "cleanup-exactly-once"
-    assert v.message == "service 'db' was never cleaned up (its setup failed with OSError: no route)"
+    assert (
+        v.message == "service 'db' was never cleaned up (its setup failed with OSError: no route)"
+    )
     assert v.witnesses == (construct, failed)
 
 

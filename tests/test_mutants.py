@@ -260,10 +260,13 @@ def test_reference_passes_every_scenario(scenario: Scenario) -> None:
     violations = check(run.trace.events())
     finish(env)
     assert violations == []
-    injected = {failing_cleanup: ["b: cannot close"], failed_setup: ["no route to the vector store"]}
+    injected: dict[str, list[str]] = {
+        "failing_cleanup": ["b: cannot close"],
+        "failed_setup": ["no route to the vector store"],
+    }
     for err in run.errors:  # only the injected faults, reported together
         assert isinstance(err, JobFailed)
-        assert [str(e) for e in err.exceptions] == injected[scenario]
+        assert [str(e) for e in err.exceptions] == injected[scenario.__name__]
 
 
 def test_pre_878_story_names_the_property_the_witnesses_and_the_timeline() -> None:

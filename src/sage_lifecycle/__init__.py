@@ -22,9 +22,7 @@ from ._plugin import lifecycle_env_factory as lifecycle_env_factory
 from ._plugin import lifecycle_trace as lifecycle_trace
 from ._plugin import pytest_addhooks as pytest_addhooks
 from ._plugin import pytest_addoption as pytest_addoption
-from ._plugin import pytest_collection_modifyitems as pytest_collection_modifyitems
 from ._plugin import pytest_configure as pytest_configure
-from ._plugin import pytest_ignore_collect as pytest_ignore_collect
 from ._plugin import pytest_runtest_call as pytest_runtest_call
 from ._plugin import pytest_terminal_summary as pytest_terminal_summary
 

@@ -85,7 +85,20 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
     pluginmanager.add_hookspecs(hookspecs)
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
+_HYPOTHESIS_PLUGIN = "hypothesispytest"  # the name Hypothesis's entry point registers
+
+
+def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
+    # The conformance suite is Hypothesis state machines: make sure Hypothesis's plugin
+    # (and its --hypothesis-profile) is there even with plugin autoload off. Registered
+    # under its entry point's name, so autoload, if on, does not load it twice.
+    if not pluginmanager.is_blocked(_HYPOTHESIS_PLUGIN) and not pluginmanager.has_plugin(
+        _HYPOTHESIS_PLUGIN
+    ):
+        import _hypothesis_pytestplugin  # type: ignore[import-untyped]
+
+        if not pluginmanager.is_registered(_hypothesis_pytestplugin):
+            pluginmanager.register(_hypothesis_pytestplugin, _HYPOTHESIS_PLUGIN)
     group = parser.getgroup("lifecycle", "service and job lifecycle contract (sage_lifecycle)")
     group.addoption(
         "--lifecycle-deadline",
@@ -171,12 +184,30 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_SETTINGS] = settings
     config.stash[_STATS] = _Stats()
     if conformance:
-        from .profiles import register_profiles
+        _register_conformance(config, settings, target_where, hold)
 
-        register_profiles()
-        _configure_conformance(settings, target_where, hold)
-    elif settings.target != "reference":
-        _resolve(settings.target, target_where)  # a bad value is an error, never ignored
+
+def _register_conformance(
+    config: pytest.Config, settings: _Settings, where: str, hold: float
+) -> None:
+    """Conformance mode: its own plugin object, registered only when the mode is on."""
+    from ._conformance import PLUGIN_NAME, ConformancePlugin, ConformanceSettings
+    from .profiles import register_profiles
+    from .target import ReferenceTarget
+
+    register_profiles()
+    factory = _resolve(settings.target, where)
+    sample = factory()
+    dispatcher = sample.dispatcher if isinstance(sample, ReferenceTarget) else None
+    conf = ConformanceSettings(
+        target=settings.target,
+        factory=factory,
+        deadline=settings.deadline,
+        hold=hold,
+        properties=settings.properties,
+        dispatcher=dispatcher,
+    )
+    config.pluginmanager.register(ConformancePlugin(config, conf), PLUGIN_NAME)
 
 
 def _resolve(target: str, where: str) -> Any:
@@ -186,45 +217,6 @@ def _resolve(target: str, where: str) -> Any:
         return resolve_target(target)
     except TargetError as exc:
         raise pytest.UsageError(f"--lifecycle-target from {where}: {exc}") from None
-
-
-def _configure_conformance(settings: _Settings, where: str, hold: float) -> None:
-    from .machines import configure
-    from .target import ReferenceTarget
-
-    factory = _resolve(settings.target, where)
-    sample = factory()
-    dispatcher = sample.dispatcher if isinstance(sample, ReferenceTarget) else None
-    configure(factory, deadline=settings.deadline, hold=hold, dispatcher=dispatcher)
-
-
-def pytest_ignore_collect(collection_path: Any, config: pytest.Config) -> bool | None:
-    settings = config.stash.get(_SETTINGS, None)
-    if settings is not None and settings.conformance:
-        return True  # the conformance suite replaces the project's own tests
-    return None
-
-
-def pytest_collection_modifyitems(
-    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
-) -> None:
-    settings = config.stash.get(_SETTINGS, None)
-    if settings is None or not settings.conformance:
-        return
-    from pathlib import Path
-
-    from . import conformance
-
-    module = pytest.Module.from_parent(session, path=Path(conformance.__file__))
-    items[:] = list(_items(module))
-
-
-def _items(node: pytest.Item | pytest.Collector) -> Generator[pytest.Item, None, None]:
-    if isinstance(node, pytest.Item):
-        yield node
-        return
-    for child in node.collect():
-        yield from _items(child)
 
 
 def _marker_settings(item: pytest.Item, settings: _Settings) -> _Session:
@@ -415,8 +407,6 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     settings = config.stash.get(_SETTINGS, None)
-    if settings is not None and settings.conformance:
-        _conformance_summary(terminalreporter, settings)
     stats = config.stash.get(_STATS, None)
     if settings is None or stats is None or stats.tests == 0:
         return
@@ -428,28 +418,4 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     terminalreporter.write_line(
         f"lifecycle: {stats.tests} tests, {stats.jobs} jobs checked against "
         f"{len(settings.properties)} properties: {verdict}"
-    )
-
-
-def _conformance_summary(terminalreporter: Any, settings: _Settings) -> None:
-    from .contract import PROPERTIES
-    from .machines import stats
-
-    def outcome(cls: str) -> str:
-        for kind in ("failed", "passed", "skipped"):
-            if any(cls in r.nodeid for r in terminalreporter.stats.get(kind, [])):
-                return {"failed": "FAIL", "passed": "PASS", "skipped": "skipped"}[kind]
-        return "not run"
-
-    width = max(map(len, PROPERTIES))
-    terminalreporter.write_sep("=", f"lifecycle conformance: target {settings.target}")
-    terminalreporter.write_line(f"{stats.examples} topologies run")
-    for prop in PROPERTIES:
-        verdict = "FAIL (counterexample above)" if stats.violations.get(prop) else "PASS"
-        terminalreporter.write_line(f"{prop:<{width}}  {verdict}")
-    black = outcome("TestLifecycleContract")
-    if black == "FAIL" and not stats.violations:
-        terminalreporter.write_line("harness: the black-box machine failed outside the contract")
-    terminalreporter.write_line(
-        f"{'white-box dispatcher':<{width}}  {outcome('TestDispatcherWhiteBox')}"
     )

@@ -4,12 +4,16 @@
   the harness's probes, runs the target's wait on a harness thread, then opens and fails
   gates in an order Hypothesis draws. The contract is checked as an invariant after every
   step (what can already be wrong) and in full at teardown; a wait that outlives its
-  deadline fails ``no-hang`` with the stacks of every thread.
+  deadline fails ``no-hang`` with the stacks of every thread. Each example also checks
+  that the target really ran what it was given (no vacuous PASS).
 - :class:`DispatcherMachine` (white box): drives the reference ``Dispatcher`` directly
   with stop signals in random order, duplicated and concurrent, interleaved with stop
   requests, with invariants on its state.
+- :func:`run_search`: one search (a machine, usually for one property) run to a verdict
+  that is a claim about the target: a violation the harness saw is reported even when
+  Hypothesis cannot replay it, with how often replays reproduced it.
 
-Both are importable: subclass them for your own runtime::
+Both machines are importable: subclass them for your own runtime::
 
     class MyRuntimeMachine(LifecycleMachine):
         target_factory = staticmethod(MyTarget)
@@ -20,13 +24,18 @@ Both are importable: subclass them for your own runtime::
 from __future__ import annotations
 
 import itertools
+import sys
 import threading
 import time
+import traceback
+from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from hypothesis import note
 from hypothesis import strategies as st
+from hypothesis.errors import Flaky
 from hypothesis.stateful import (
     RuleBasedStateMachine,
     initialize,
@@ -36,7 +45,7 @@ from hypothesis.stateful import (
 )
 
 from ._stacks import format_thread_stacks
-from .contract import PROPERTIES, check
+from .contract import PROPERTIES, Violation, check
 from .probes import InjectedFault, Probes
 from .reference import BaseService, Dispatcher, JobHangError
 from .reference.dispatcher import ServiceSpec as RuntimeServiceSpec
@@ -46,17 +55,19 @@ from .topology import Topology, topologies
 from .trace import EventKind, Trace
 
 __all__ = [
-    "ConformanceMachine",
     "DispatcherMachine",
+    "Failure",
     "HarnessError",
     "LifecycleMachine",
-    "WhiteBoxMachine",
+    "Outcome",
+    "Search",
+    "TargetDidNotRun",
     "check_topology",
-    "configure",
+    "run_search",
     "stats",
 ]
 
-_jobs = itertools.count(1)
+_white_box_jobs = itertools.count(1)
 
 
 class HarnessError(AssertionError):
@@ -64,24 +75,56 @@ class HarnessError(AssertionError):
     (an adapter that crashed, a wait that raised although nothing failed)."""
 
 
-class _Stats:
-    """Counts across all machines of this process, for the conformance summary."""
+class TargetDidNotRun(HarnessError):
+    """The target's wait completed, but the job it was given never ran (or not all of it):
+    no verdict about the contract can rest on such a run."""
 
-    def __init__(self) -> None:
+
+@dataclass(frozen=True)
+class Failure:
+    """A violation the harness saw: the run's topology, its schedule and its story."""
+
+    topology: Topology
+    violations: tuple[Violation, ...]
+    story: str
+    #: The gates the driver opened or failed, in order: ``("open", "cleanup:s0")``.
+    schedule: tuple[tuple[str, str], ...]
+
+
+class Search:
+    """One search's bookkeeping: examples run, how many exercised the property, failures.
+
+    Every machine class has one (``LifecycleMachine.search``); the conformance suite makes
+    a fresh one per property, so counts and job numbers do not depend on test order.
+    """
+
+    def __init__(self, prop: str | None = None) -> None:
+        self.property = prop
         self.lock = threading.Lock()
         #: Examples started, and examples that ran to a verdict without a violation.
         self.runs = 0
         self.examples = 0
+        #: Examples whose trace put the searched property to the test.
+        self.exercised = 0
         self.violations: dict[str, int] = {}
+        self.failures: list[Failure] = []
+        self._jobs = itertools.count(1)
 
-    def count(self, violations: list[Any] | tuple[Any, ...] = ()) -> None:
+    def next_job(self) -> int:
+        with self.lock:
+            self.runs += 1
+            return next(self._jobs)
+
+    def count(self, violations: list[Any] | tuple[Any, ...] = (), *, exercised: bool) -> None:
         with self.lock:
             self.examples += 1
+            self.exercised += exercised
             for v in violations:
                 self.violations[v.property] = self.violations.get(v.property, 0) + 1
 
 
-stats = _Stats()
+#: The search of machines that were given none of their own (tests, subclasses).
+stats = Search()
 
 
 class LifecycleMachine(RuleBasedStateMachine):
@@ -91,8 +134,9 @@ class LifecycleMachine(RuleBasedStateMachine):
     :class:`~sage_lifecycle.target.Target`), ``deadline`` (seconds the wait may take
     once every gate is open), ``hold`` (seconds of quiet before a gate opens: everything
     that can happen while the gate is closed happens first), ``gate_faults`` (whether the
-    driver may fail gates as well as open them). Override ``topologies()`` to change the
-    jobs drawn.
+    driver may fail gates as well as open them), ``properties`` (which to check; ``None``:
+    all), ``search`` (where counts and failures go). Override ``topologies()`` to change
+    the jobs drawn.
     """
 
     target_factory: ClassVar[Callable[[], Target]] = ReferenceTarget
@@ -101,21 +145,26 @@ class LifecycleMachine(RuleBasedStateMachine):
     gate_faults: ClassVar[bool] = True
     #: The contract properties this machine checks; ``None`` checks them all.
     properties: ClassVar[tuple[str, ...] | None] = None
+    search: ClassVar[Search] = stats
     #: The topology and violations of the last failing example (after shrinking, the
     #: minimal one), for tools and tests that drive the machine.
     last_failure: ClassVar[tuple[Topology | None, tuple[Any, ...]] | None] = None
 
     @classmethod
-    def for_property(cls, prop: str) -> type[LifecycleMachine]:
-        """A subclass that checks only ``prop``.
+    def for_property(cls, prop: str, **attrs: Any) -> type[LifecycleMachine]:
+        """A subclass that checks only ``prop``, with its own :class:`Search`.
 
         One machine per property keeps shrinking honest: a bug that also shows, by
         timing, under another property cannot pull the counterexample toward that one.
+        ``attrs`` sets other class attributes (``target_factory``, ``deadline``, ...).
         """
         if prop not in PROPERTIES:
             raise ValueError(f"unknown property {prop!r}; expected one of {', '.join(PROPERTIES)}")
         name = "".join(part.title() for part in prop.split("-"))
-        return type(f"{cls.__name__}_{name}", (cls,), {"properties": (prop,)})
+        body: dict[str, Any] = {"properties": (prop,), "search": Search(prop), **attrs}
+        if "target_factory" in body:
+            body["target_factory"] = staticmethod(body["target_factory"])
+        return type(f"{cls.__name__}_{name}", (cls,), body)
 
     def __init__(self) -> None:
         super().__init__()
@@ -124,21 +173,35 @@ class LifecycleMachine(RuleBasedStateMachine):
         self.target: Target | None = None
         self.runner: threading.Thread | None = None
         self.raised: BaseException | None = None
+        self.schedule: list[tuple[str, str]] = []
         self._failed = False
+        self._done = False
         self._threads_before: set[threading.Thread] = set()
 
     def topologies(self) -> Any:
-        """The strategy of topologies this machine draws from."""
+        """The strategy of topologies this machine draws from.
+
+        A search for ``no-use-after-cleanup`` draws only jobs that call a service (the
+        others cannot put it to the test), and one for ``no-data-loss`` draws half its
+        jobs with a parallel stage: the budget is spent where the bugs are.
+        """
+        if self.properties == ("no-use-after-cleanup",):
+            return topologies().filter(_calls_a_service)
+        if self.properties == ("no-data-loss",):
+            # Half the draws have a parallel stage: fan-in is where items get lost.
+            return st.one_of(topologies(), topologies().filter(_has_parallel_stage))
         return topologies()
 
     # -- the run -------------------------------------------------------------------
     @initialize(data=st.data())
     def start(self, data: Any) -> None:
         topology: Topology = data.draw(self.topologies(), label="topology")
-        with stats.lock:
-            stats.runs += 1
+        self.begin(topology)
+
+    def begin(self, topology: Topology) -> None:
+        """Build ``topology`` on a fresh target and start its wait on a harness thread."""
         target = type(self).target_factory()
-        job = f"{target.name}#{next(_jobs)}"
+        job = f"{target.name}#{type(self).search.next_job()}"
         probes = Probes(topology, self.trace, job=job, gate_timeout=self.deadline)
         self._threads_before = set(threading.enumerate())
         self.target, self.probes = target, probes
@@ -215,8 +278,14 @@ class LifecycleMachine(RuleBasedStateMachine):
         parked = self._parked_gates()
         if not parked or self.probes is None:
             return
-        name = parked[choice % len(parked)]
+        self.act_on(parked[choice % len(parked)], fail=fail)
+
+    def act_on(self, name: str, *, fail: bool) -> None:
+        """Open (or fail) gate ``name`` if a thread is parked there, then let the job settle."""
+        if self.probes is None or name not in self._parked_gates():
+            return
         note(f"{'fail' if fail else 'open'} gate {name}")
+        self.schedule.append(("fail" if fail else "open", name))
         self.probes.record(EventKind.GATE_FAIL if fail else EventKind.GATE_OPEN, name)
         gate = self.probes.gates[name]
         if fail:
@@ -240,18 +309,25 @@ class LifecycleMachine(RuleBasedStateMachine):
         if not violations:
             return
         self._failed = True
-        type(self).last_failure = (
-            self.probes.topology if self.probes is not None else None,
-            tuple(violations),
-        )
+        assert self.probes is not None
+        topology = self.probes.topology
+        type(self).last_failure = (topology, tuple(violations))
         events = self.trace.events()
-        topology = self.probes.topology.describe() if self.probes is not None else ""
         target = self.target.name if self.target is not None else "?"
-        stats.count(violations)
+        story = (
+            f"{format_report(violations, events)}\n\ntarget: {target}\ntopology:\n"
+            f"{topology.describe()}\nschedule: {format_schedule(self.schedule)}" + extra
+        )
+        search = type(self).search
+        with search.lock:
+            search.failures.append(
+                Failure(topology, tuple(violations), story, tuple(self.schedule))
+            )
+        search.count(violations, exercised=True)
         raise LifecycleViolation(
-            f"{format_report(violations, events)}\n\ntarget: {target}\ntopology:\n{topology}"
-            "\n\nreplay: run the same command again (Hypothesis's example database replays "
-            "this counterexample first), or pin it with the @reproduce_failure line below" + extra,
+            story + "\n\nreplay: run the same command again (the ci profile draws the same "
+            "topologies; other profiles replay from Hypothesis's example database), or pin "
+            "it with the @reproduce_failure line below",
             violations,
         )
 
@@ -285,16 +361,27 @@ class LifecycleMachine(RuleBasedStateMachine):
             )
         else:
             self._check_threads()
+            # A wait that returned early: let the trace show what the job did next (a
+            # late cleanup is late, not missing) before it is checked.
+            self._settle()
 
     def teardown(self) -> None:
-        if self.probes is None or self.runner is None:
+        if self.probes is None or self.runner is None or self._done:
             return
+        self._done = True
         try:
             if not self._failed:
+                if _interrupted():
+                    return  # Ctrl-C or a timeout: no verdict, release at once
                 self._drain()
                 self._raise_if(check(self.trace.events(), properties=self.properties))
+                self._check_ran()
                 self._check_unexplained()
-                stats.count()
+                events = self.trace.events()
+                props = self.properties or tuple(PROPERTIES)
+                type(self).search.count(
+                    exercised=any(PROPERTIES[p].exercised(events) for p in props)
+                )
         finally:
             # The verdict is taken: free every gate so nothing of the harness holds the
             # target while it releases what it started.
@@ -323,6 +410,34 @@ class LifecycleMachine(RuleBasedStateMachine):
             if t.is_alive():
                 self.probes.record(EventKind.THREAD_ALIVE, t.name)
 
+    def _check_ran(self) -> None:
+        """The target ran what it was given: every service constructed, every source
+        emitted all its items and reached its end. Otherwise no property was tested."""
+        assert self.probes is not None
+        topology = self.probes.topology
+        events = self.trace.events()
+        constructed = {e.subject for e in events if e.kind is EventKind.SERVICE_CONSTRUCT}
+        emitted = Counter(str(e.get("node")) for e in events if e.kind is EventKind.ITEM_EMIT)
+        ended = {e.subject for e in events if e.kind is EventKind.GATE_PARK}
+        missing = [f"service {s.name!r} was never constructed" for s in topology.services]
+        missing = [
+            m for s, m in zip(topology.services, missing, strict=True) if s.name not in constructed
+        ]
+        for i, p in enumerate(topology.pipelines):
+            n = emitted[f"p{i}.source"]
+            if n < p.items:
+                missing.append(f"the source of pipeline {i} emitted {n} of its {p.items} items")
+            elif f"end:p{i}" not in ended:
+                missing.append(f"the source of pipeline {i} never reached its end")
+        if missing:
+            assert self.target is not None
+            raise TargetDidNotRun(
+                f"target {self.target.name!r}: the wait completed, but the job never ran as "
+                f"built: {'; '.join(missing)}. Its build() must register every service and "
+                f"pipeline of the probes, and wait() must run the job to its end.\n"
+                f"topology:\n{topology.describe()}"
+            )
+
     def _check_unexplained(self) -> None:
         """A wait that raised although nothing it raised was an injected failure."""
         assert self.probes is not None
@@ -334,6 +449,29 @@ class LifecycleMachine(RuleBasedStateMachine):
                 "none of the failures the harness injected:\n"
                 f"{self.probes.topology.describe()}"
             ) from self.raised
+
+
+def _calls_a_service(topology: Topology) -> bool:
+    return any(s.calls for p in topology.pipelines for s in p.stages) or any(
+        s.calls for p in topology.pipelines for s in p.sinks
+    )
+
+
+def _has_parallel_stage(topology: Topology) -> bool:
+    return any(stage.parallelism > 1 for p in topology.pipelines for stage in p.stages)
+
+
+def _interrupted() -> bool:
+    """Whether a KeyboardInterrupt (Ctrl-C) or a pytest-timeout failure is unwinding."""
+    exc = sys.exc_info()[1]
+    if exc is None:
+        return False
+    return isinstance(exc, KeyboardInterrupt) or type(exc).__name__ == "Failed"
+
+
+def format_schedule(schedule: list[tuple[str, str]] | tuple[tuple[str, str], ...]) -> str:
+    """The gates opened and failed, in order: ``open cleanup:s0, fail end:p0``."""
+    return ", ".join(f"{a} {g}" for a, g in schedule) or "(no gate opened before the drain)"
 
 
 # -- white box ------------------------------------------------------------------------
@@ -365,8 +503,6 @@ class DispatcherMachine(RuleBasedStateMachine):
 
     dispatcher_class: ClassVar[type[Dispatcher]] = Dispatcher
     deadline: ClassVar[float] = 30.0
-    #: False for targets that are not built on the reference dispatcher: nothing to drive.
-    enabled: ClassVar[bool] = True
 
     def __init__(self) -> None:
         super().__init__()
@@ -380,13 +516,9 @@ class DispatcherMachine(RuleBasedStateMachine):
 
     @initialize(tasks=st.integers(1, 6), services=st.integers(0, 3))
     def start(self, tasks: int, services: int) -> None:
-        if not self.enabled:
-            import pytest
-
-            pytest.skip("the white-box machine drives reference-based targets only")
         cls = type("WhiteBox", (_VirtualTasks, self.dispatcher_class), {})
         d: _VirtualTasks = cls(
-            f"white-box#{next(_jobs)}", observer=self.trace, deadline=self.deadline
+            f"white-box#{next(_white_box_jobs)}", observer=self.trace, deadline=self.deadline
         )
         self.names = [f"t{i}" for i in range(tasks)]
         specs = [RuntimeServiceSpec(f"s{i}", _Recorded) for i in range(services)]
@@ -484,29 +616,139 @@ class DispatcherMachine(RuleBasedStateMachine):
         return [e.subject for e in self.trace.of_kind(EventKind.SERVICE_CONSTRUCT)]
 
 
-class ConformanceMachine(LifecycleMachine):
-    """The black-box machine the conformance suite runs; :func:`configure` sets it up."""
+@dataclass
+class Outcome:
+    """What one search says about the target, for the verdict table.
+
+    ``verdict`` is ``PASS`` (the search ran, exercised the property, found nothing),
+    ``FAIL`` (``story`` holds the counterexample), ``ERROR`` (the harness could not reach a
+    verdict: ``reason`` says why) or ``NOT RUN`` (nothing put the property to the test).
+    """
+
+    verdict: str
+    topologies: int = 0
+    exercised: int = 0
+    reason: str = ""
+    story: str = ""
+    failure: Failure | None = None
+    #: For a violation Hypothesis could not replay: (reproduced, replays).
+    reproduced: tuple[int, int] | None = None
+    violations: tuple[Violation, ...] = field(default_factory=tuple)
 
 
-class WhiteBoxMachine(DispatcherMachine):
-    """The white-box machine the conformance suite runs (reference-based targets only)."""
+def _notes(exc: BaseException) -> str:
+    notes = getattr(exc, "__notes__", None) or []
+    return "\n".join(str(n) for n in notes)
 
 
-def configure(
-    target_factory: Callable[[], Target],
-    *,
-    deadline: float,
-    hold: float,
-    dispatcher: type[Dispatcher] | None,
-) -> None:
-    """Point the conformance machines at a target (the plugin calls this)."""
-    ConformanceMachine.target_factory = staticmethod(target_factory)
-    ConformanceMachine.deadline = deadline
-    ConformanceMachine.hold = hold
-    WhiteBoxMachine.deadline = deadline
-    WhiteBoxMachine.enabled = dispatcher is not None
-    if dispatcher is not None:
-        WhiteBoxMachine.dispatcher_class = dispatcher
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else ""
+
+
+def run_search(machine: type[LifecycleMachine], settings: Any, *, replays: int = 10) -> Outcome:
+    """Run one machine's search to a verdict that is a claim about the target.
+
+    A :class:`LifecycleViolation` is a FAIL with its (shrunk) story. A violation the
+    harness saw but Hypothesis could not replay (``Flaky*``: a target whose bug shows on
+    some runs only) is still a FAIL: the story of the run that showed it, and how many of
+    ``replays`` replays of its topology and schedule reproduced it. A crashed adapter or
+    a job that never ran is an ERROR; a search in which no topology exercised the
+    property is NOT RUN. Only the rest is PASS.
+    """
+    from hypothesis.stateful import run_state_machine_as_test
+
+    search = machine.search
+    try:
+        run_state_machine_as_test(machine, settings=settings)
+    except LifecycleViolation as exc:
+        return Outcome(
+            "FAIL",
+            search.runs,
+            search.exercised,
+            reason=exc.violations[0].message if exc.violations else _first_line(str(exc)),
+            story=f"{exc}\n{_notes(exc)}".rstrip(),
+            failure=search.failures[-1] if search.failures else None,
+            violations=exc.violations,
+        )
+    except HarnessError as exc:
+        return Outcome(
+            "ERROR", search.runs, search.exercised, reason=_first_line(str(exc)), story=str(exc)
+        )
+    except Flaky as exc:
+        with search.lock:
+            seen = list(search.failures)
+        if not seen:
+            return Outcome(
+                "ERROR",
+                search.runs,
+                search.exercised,
+                reason=f"Hypothesis: {type(exc).__name__}: {_first_line(str(exc))}",
+                story="".join(traceback.format_exception(exc)),
+            )
+        failure = seen[-1]
+        hits = replay(machine, failure, runs=replays)
+        story = (
+            f"{failure.story}\n\nThis violation was seen in the run above; Hypothesis could not "
+            f"replay it reliably ({type(exc).__name__}), so it is reported as seen. "
+            f"Replaying its topology and schedule {replays} times reproduced it "
+            f"{hits}/{replays}: the target's bug shows on some runs only."
+        )
+        return Outcome(
+            "FAIL",
+            search.runs,
+            search.exercised,
+            reason=f"{failure.violations[0].message} (reproduced {hits}/{replays})",
+            story=story,
+            failure=failure,
+            reproduced=(hits, replays),
+            violations=failure.violations,
+        )
+    except Exception as exc:
+        return Outcome(
+            "ERROR",
+            search.runs,
+            search.exercised,
+            reason=f"{type(exc).__name__}: {_first_line(str(exc))}",
+            story="".join(traceback.format_exception(exc)),
+        )
+    if search.examples == 0:
+        return Outcome("NOT RUN", search.runs, 0, reason="no topology ran to a verdict")
+    if search.exercised == 0:
+        return Outcome(
+            "NOT RUN",
+            search.runs,
+            0,
+            reason="no topology put the property to the test",
+        )
+    return Outcome("PASS", search.runs, search.exercised)
+
+
+def replay(machine: type[LifecycleMachine], failure: Failure, *, runs: int) -> int:
+    """Run ``failure``'s topology and schedule ``runs`` times; count the runs that show a
+    violation of the same property again. Outside Hypothesis: nothing is drawn."""
+    wanted = {v.property for v in failure.violations}
+    quiet = type(f"{machine.__name__}_Replay", (machine,), {"search": Search()})
+    hits = 0
+    for _ in range(runs):
+        m = quiet()
+        seen: set[str] = set()
+        try:
+            m.begin(failure.topology)
+            for action, gate in failure.schedule:
+                m.act_on(gate, fail=action == "fail")
+                m.contract_holds_so_far()
+        except LifecycleViolation as exc:
+            seen = {v.property for v in exc.violations}
+        except Exception:  # an adapter that crashed on replay: not a reproduction
+            pass
+        try:
+            m.teardown()
+        except LifecycleViolation as exc:
+            seen = {v.property for v in exc.violations}
+        except Exception:
+            pass
+        hits += bool(seen & wanted)
+    return hits
 
 
 def check_topology(
@@ -524,28 +766,19 @@ def check_topology(
         found = check_topology(resolve_target("sage"), topology)
         assert {v.property for v in found} == {"no-early-return"}
     """
-    from hypothesis import HealthCheck, Phase, settings
-    from hypothesis.stateful import run_state_machine_as_test
 
     class One(LifecycleMachine):
-        def topologies(self) -> Any:
-            return st.just(topology)
+        pass
 
     One.target_factory = staticmethod(target_factory)
     One.deadline = deadline
     One.properties = properties
+    One.search = Search()
+    m = One()
     try:
-        run_state_machine_as_test(
-            One,
-            settings=settings(
-                max_examples=1,
-                phases=[Phase.generate],
-                deadline=None,
-                database=None,
-                stateful_step_count=1,
-                suppress_health_check=list(HealthCheck),
-            ),
-        )
+        m.begin(topology)
+        m.teardown()
     except LifecycleViolation as exc:
+        m.teardown()
         return list(exc.violations)
     return []

@@ -2,11 +2,14 @@
 
 Choose one with ``--hypothesis-profile``; the plugin registers them in conformance mode.
 
-| profile | topologies | steps per topology | for |
+The conformance suite runs one search per property; each search gets the profile's
+``max_examples`` topologies (seven searches: seven times as many in all).
+
+| profile | topologies per search | steps per topology | for |
 |---|---|---|---|
-| ``dev`` | 50 | 10 | a quick local run |
-| ``ci`` | 200 | 10 | every CI run: derandomized, no database (under a minute) |
-| ``deep`` | 2500 | 10 | a nightly or release run (at least 2,000 topologies) |
+| ``dev`` | 25 | 10 | a quick local run |
+| ``ci`` | 100 | 10 | every CI run: derandomized, no database |
+| ``deep`` | 400 | 10 | a nightly or release run (2,800 topologies in all) |
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from __future__ import annotations
 __all__ = ["PROFILES", "register_profiles"]
 
 #: name -> (max_examples, stateful_step_count)
-PROFILES: dict[str, tuple[int, int]] = {"dev": (50, 10), "ci": (200, 10), "deep": (2500, 10)}
+PROFILES: dict[str, tuple[int, int]] = {"dev": (25, 10), "ci": (100, 10), "deep": (400, 10)}
 
 
 def register_profiles() -> None:

@@ -83,13 +83,15 @@ class ReferenceTarget:
     ``lifecycle_env`` fixture checks the reference strictly, from its own join events.)
     """
 
+    name = "reference"
     thread_allowlist: tuple[str, ...] = ()
     grace = 0.1
 
     def __init__(
-        self, dispatcher: type[Dispatcher] = Dispatcher, *, name: str = "reference"
+        self, dispatcher: type[Dispatcher] = Dispatcher, *, name: str | None = None
     ) -> None:
-        self.name = name
+        if name is not None:
+            self.name = name
         self.dispatcher = dispatcher
         self.env: LocalEnvironment | None = None
 
@@ -99,6 +101,7 @@ class ReferenceTarget:
             "job",
             deadline=max(60.0, 4 * probes.gate_timeout),
             dispatcher_class=self.dispatcher,
+            job=probes.job,
         )
         self.env = env
         for name, service in probes.services.items():

@@ -34,16 +34,18 @@ Checker = Callable[..., list[Violation]]
 
 @dataclass(frozen=True)
 class Property:
-    """A contract property: its stable id, one-line statement and checker."""
+    """A contract property: its stable id, one-line statement, checker, and the test of
+    whether a trace put it to the test at all (a PASS needs at least one such trace)."""
 
     id: str
     summary: str
     checker: Checker
+    exercised: Callable[[Sequence[Event]], bool]
 
 
 #: Every property, in the order of the DESIGN table.
 PROPERTIES: dict[str, Property] = {
-    m.PROPERTY: Property(m.PROPERTY, m.SUMMARY, m.check)
+    m.PROPERTY: Property(m.PROPERTY, m.SUMMARY, m.check, m.exercised)
     for m in (
         cleanup_exactly_once,
         no_early_return,

@@ -90,3 +90,8 @@ def check(events: Sequence[Event], *, complete: bool = True) -> list[Violation]:
                 )
             )
     return out
+
+
+def exercised(events: Sequence[Event]) -> bool:
+    """Put to the test when a service was constructed."""
+    return any(e.kind is EventKind.SERVICE_CONSTRUCT for e in events)

@@ -47,3 +47,11 @@ def check(events: Sequence[Event], *, complete: bool = True) -> list[Violation]:
                     )
             pending.clear()
     return out
+
+
+def exercised(events: Sequence[Event]) -> bool:
+    """Put to the test when a failure happened before a wait completed."""
+    waits = completed_waits(events)
+    return bool(waits) and any(
+        e.kind in ERROR_KINDS and e.error is not None and e.seq < waits[-1].seq for e in events
+    )

@@ -57,7 +57,7 @@ def check(events: Sequence[Event], *, complete: bool = True) -> list[Violation]:
             emitted.append(e)
         elif e.kind is EventKind.ITEM_SINK:
             reached.setdefault((node, str(item)), e)
-        elif e.kind is EventKind.ITEM_DROP and e.seq < wait.seq:
+        elif e.kind is EventKind.ITEM_DROP:  # when it was dropped is no-early-return's business
             dropped.setdefault(str(item), set()).add(node)
 
     out: list[Violation] = []
@@ -80,3 +80,11 @@ def check(events: Sequence[Event], *, complete: bool = True) -> list[Violation]:
         msg = f"item {emit.get('item')!r} from {emit.subject!r} never reached sink {sink!r}{more}"
         out.append(violation(PROPERTY, msg, [emit, wait]))
     return out
+
+
+def exercised(events: Sequence[Event]) -> bool:
+    """Put to the test when an item was emitted and reached a sink before the wait returned."""
+    wait = first_completed_wait(events)
+    return wait is not None and any(
+        e.kind is EventKind.ITEM_SINK and e.seq < wait.seq for e in events
+    )

@@ -128,3 +128,10 @@ def check(events: Sequence[Event], *, complete: bool = True) -> list[Violation]:
             ),
         )
     return sorted(found.values(), key=lambda v: v.seqs)
+
+
+def exercised(events: Sequence[Event]) -> bool:
+    """Put to the test when the ending call completed on a job with a service or task."""
+    return first_completed_wait(events) is not None and any(
+        e.kind in (EventKind.SERVICE_CONSTRUCT, EventKind.ITEM_EMIT) for e in events
+    )

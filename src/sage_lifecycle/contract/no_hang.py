@@ -39,3 +39,8 @@ def check(events: Sequence[Event], *, complete: bool = True) -> list[Violation]:
             if seq not in ended and seq not in deadlined:
                 out.append(violation(PROPERTY, f"{begin.subject}() never returned", [begin]))
     return out
+
+
+def exercised(events: Sequence[Event]) -> bool:
+    """Put to the test when a wait began (it then returns, or its deadline is recorded)."""
+    return any(e.kind is EventKind.WAIT_BEGIN for e in events)

@@ -58,3 +58,9 @@ def check(events: Sequence[Event], *, complete: bool = True) -> list[Violation]:
             )
         )
     return out
+
+
+def exercised(events: Sequence[Event]) -> bool:
+    """Put to the test when the wait completed and the job's threads were looked at: the
+    harness checks every black-box job after its wait; the reference reports its joins."""
+    return bool(completed_waits(events))

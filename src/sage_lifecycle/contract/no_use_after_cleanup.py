@@ -62,3 +62,9 @@ def check(events: Sequence[Event], *, complete: bool = True) -> list[Violation]:
                 )
             )
     return out
+
+
+def exercised(events: Sequence[Event]) -> bool:
+    """Put to the test when a service that was called had its cleanup begin."""
+    called = {e.subject for e in events if e.kind is EventKind.SERVICE_CALL_BEGIN}
+    return any(e.kind is EventKind.SERVICE_CLEANUP_BEGIN and e.subject in called for e in events)

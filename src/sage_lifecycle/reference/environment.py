@@ -109,6 +109,7 @@ class LocalEnvironment:
     """A job on the reference dispatcher, with SAGE's ``LocalEnvironment`` API.
 
     ``observer`` receives every lifecycle event (pass a :class:`~sage_lifecycle.Trace`);
+    ``job`` names the job in events (default: ``name#<n>``, numbered in creation order);
     ``deadline`` bounds every wait in seconds; ``dispatcher_class`` lets a test run the
     same job on a subclass of :class:`Dispatcher`, such as a deliberately buggy one.
     """
@@ -121,6 +122,7 @@ class LocalEnvironment:
         observer: Observer | None = None,
         deadline: float = 60.0,
         dispatcher_class: type[Dispatcher] = Dispatcher,
+        job: str | None = None,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise ValueError(f"LocalEnvironment(name={name!r}): name must be a non-empty string")
@@ -141,7 +143,8 @@ class LocalEnvironment:
             )
         self.name = name
         self.config = dict(config or {})
-        self.job = _next_job(name)
+        #: The job's id in events and reports: ``job`` if given, else ``name#<n>``.
+        self.job = job if job is not None else _next_job(name)
         self.observer = observer
         self.deadline = float(deadline)
         self._dispatcher_class = dispatcher_class

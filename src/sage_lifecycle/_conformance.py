@@ -1,0 +1,228 @@
+"""Conformance mode as a plugin object: registered only when ``--lifecycle-conformance`` is on.
+
+It replaces collection with one search per selected property (plus the white-box machine
+for reference-based targets), holds its settings and the verdicts, and prints the table.
+Verdicts travel on each test report's ``user_properties``, so under pytest-xdist the
+controller's table is gathered from every worker and equals the table without xdist.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+PLUGIN_NAME = "lifecycle-conformance"
+_VERDICT = "lifecycle_verdict"
+WHITE_BOX = "white-box dispatcher"
+
+
+@dataclass(frozen=True)
+class ConformanceSettings:
+    target: str
+    factory: Callable[[], Any]
+    deadline: float
+    hold: float
+    properties: tuple[str, ...]
+    #: The reference Dispatcher (sub)class behind the target, if any: the white box.
+    dispatcher: type[Any] | None
+    replays: int = 10
+
+
+class ConformancePlugin:
+    """Collects the searches, runs them, and turns their reports into the verdict table."""
+
+    def __init__(self, config: pytest.Config, settings: ConformanceSettings) -> None:
+        self.config = config
+        self.settings = settings
+        #: Row name -> the verdict record of its search (from whichever process ran it).
+        self.verdicts: dict[str, dict[str, Any]] = {}
+        self.exitstatus: int = 0
+        self._threads_before = set(threading.enumerate())
+
+    # -- collection ----------------------------------------------------------------
+    def pytest_ignore_collect(self, collection_path: Path, config: pytest.Config) -> bool:
+        return True  # the conformance suite replaces the project's own tests
+
+    def pytest_collection_modifyitems(
+        self, session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+    ) -> None:
+        from . import conformance
+
+        module = pytest.Module.from_parent(session, path=Path(conformance.__file__))
+        items[:] = list(_items(module))
+
+    def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
+        if "lifecycle_property" in metafunc.fixturenames:
+            props = list(self.settings.properties)
+            metafunc.parametrize("lifecycle_property", props, ids=props)
+
+    def rows(self) -> list[str]:
+        rows = list(self.settings.properties)
+        if self.settings.dispatcher is not None:
+            rows.append(WHITE_BOX)
+        return rows
+
+    # -- running -------------------------------------------------------------------
+    def run_property(self, item: pytest.Item, prop: str) -> None:
+        """The body of one property's conformance test: its search, to a verdict."""
+        __tracebackhide__ = True
+        from hypothesis import settings as hsettings
+
+        from .machines import LifecycleMachine, run_search
+
+        s = self.settings
+        machine = LifecycleMachine.for_property(
+            prop, target_factory=s.factory, deadline=s.deadline, hold=s.hold
+        )
+        profile = hsettings()
+        started = time.monotonic()
+        outcome = run_search(machine, profile, replays=s.replays)
+        record = {
+            "row": prop,
+            "verdict": outcome.verdict,
+            "topologies": outcome.topologies,
+            "exercised": outcome.exercised,
+            "budget": profile.max_examples,
+            "reason": outcome.reason,
+            "seconds": round(time.monotonic() - started, 1),
+        }
+        if outcome.reproduced is not None:
+            record["reproduced"] = list(outcome.reproduced)
+        item.user_properties.append((_VERDICT, record))
+        if outcome.verdict == "FAIL":
+            raise _Finding(f"{prop}: FAIL\n\n{outcome.story}")
+        if outcome.verdict == "ERROR":
+            raise _Finding(
+                f"{prop}: ERROR, no verdict: {outcome.reason}\n\n{outcome.story}".rstrip()
+            )
+        if outcome.verdict == "NOT RUN":
+            raise _Finding(f"{prop}: NOT RUN: {outcome.reason} ({outcome.topologies} drawn)")
+
+    def run_white_box(self, item: pytest.Item) -> None:
+        __tracebackhide__ = True
+        from hypothesis import settings as hsettings
+        from hypothesis.stateful import run_state_machine_as_test
+
+        from .machines import DispatcherMachine
+
+        s = self.settings
+        machine = type(
+            "WhiteBoxMachine",
+            (DispatcherMachine,),
+            {"dispatcher_class": s.dispatcher, "deadline": s.deadline},
+        )
+        profile = hsettings()
+        record: dict[str, Any] = {"row": WHITE_BOX, "budget": profile.max_examples}
+        try:
+            run_state_machine_as_test(machine, settings=profile)
+        except BaseException as exc:
+            record.update(verdict="FAIL", reason=f"{type(exc).__name__}: {_line(str(exc))}")
+            item.user_properties.append((_VERDICT, record))
+            raise
+        record.update(verdict="PASS", reason="")
+        item.user_properties.append((_VERDICT, record))
+
+    # -- reporting -----------------------------------------------------------------
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        for key, value in report.user_properties:
+            if key == _VERDICT and isinstance(value, dict):
+                self.verdicts[str(value["row"])] = dict(value)
+        row = _row_of(report.nodeid)
+        if report.failed and row and row not in self.verdicts:
+            self.verdicts[row] = {"row": row, "verdict": "ERROR", "reason": f"{report.when} failed"}
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        table_ok = all(self.verdicts.get(r, {}).get("verdict") == "PASS" for r in self.rows())
+        if not table_ok and session.exitstatus == 0:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        self.exitstatus = int(session.exitstatus)
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        s = self.settings
+        rows = self.rows()
+        width = max(len(r) for r in rows)
+        tr = terminalreporter
+        tr.write_sep("=", f"lifecycle conformance: target {s.target}")
+        total = sum(int(self.verdicts.get(r, {}).get("topologies", 0)) for r in rows)
+        n = len(s.properties)
+        tr.write_line(
+            f"{total} topologies run in {n} search{'es' if n != 1 else ''}, one per property "
+            "(budget per search: the Hypothesis profile's max_examples)"
+        )
+        for row in rows:
+            v = self.verdicts.get(row)
+            if v is None:
+                tr.write_line(
+                    f"{row:<{width}}  NOT RUN  (its search was not run: deselected, "
+                    "interrupted, or --collect-only)"
+                )
+                continue
+            verdict = str(v["verdict"])
+            if row == WHITE_BOX:
+                detail = "" if verdict == "PASS" else v.get("reason", "")
+            elif verdict == "PASS":
+                detail = f"{v['topologies']} topologies, {v['exercised']} exercised it"
+            elif verdict == "FAIL":
+                detail = (
+                    f"{v.get('reason', '')}; counterexample above, under test_contract[{row}] "
+                    f"({v['topologies']} topologies with shrinking)"
+                )
+            else:
+                detail = f"{v.get('reason', '')} ({v.get('topologies', 0)} topologies)"
+            tr.write_line(f"{row:<{width}}  {verdict:<7}  {detail}".rstrip())
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        """A target that left non-daemon threads running must not hang the process after
+        the verdicts: give them a moment, then say so and leave without them."""
+        stray = [
+            t
+            for t in threading.enumerate()
+            if t not in self._threads_before and t.is_alive() and not t.daemon
+        ]
+        end = time.monotonic() + 1.0
+        for t in stray:
+            t.join(max(0.0, end - time.monotonic()))
+        stray = [t for t in stray if t.is_alive()]
+        if stray and not hasattr(config, "workerinput"):
+            names = ", ".join(repr(t.name) for t in stray[:10])
+            sys.stderr.write(
+                f"sage-lifecycle: the target left {len(stray)} non-daemon thread(s) running "
+                f"({names}); exiting without waiting for them\n"
+            )
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(self.exitstatus)
+
+
+class _Finding(AssertionError):
+    """A search's verdict other than PASS, with its story: pytest prints it as the failure."""
+
+
+def _line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else ""
+
+
+def _row_of(nodeid: str) -> str:
+    if "test_white_box" in nodeid:
+        return WHITE_BOX
+    if "[" in nodeid:
+        return nodeid.rsplit("[", 1)[1].rstrip("]")
+    return ""
+
+
+def _items(node: pytest.Item | pytest.Collector) -> Generator[pytest.Item, None, None]:
+    if isinstance(node, pytest.Item):
+        yield node
+        return
+    for child in node.collect():
+        yield from _items(child)
