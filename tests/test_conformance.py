@@ -232,8 +232,10 @@ def test_under_xdist_the_verdicts_and_counts_are_the_same(pytester: pytest.Pytes
     assert alone.ret == spread.ret == pytest.ExitCode.TESTS_FAILED
 
     def rows(out: str) -> list[str]:
+        # Verdicts and topology counts; how many exercised a property is the target's
+        # timing (whether an item reached its sink before a failure), not the search's.
         body = out.split("lifecycle conformance")[-1].splitlines()[1:6]
-        return [line.split(";")[0] for line in body]
+        return [re.sub(r", \d+ exercised it", "", line.split(";")[0]) for line in body]
 
     assert rows(spread.stdout.str()) == rows(alone.stdout.str())
     assert any(r.startswith("no-hang               PASS     1") for r in rows(alone.stdout.str()))

@@ -69,7 +69,7 @@ def test_early(lifecycle_env):
         [
             "*lifecycle contract violated: *no-early-return*",
             "no-early-return * submit() returned*cleanup of service 'db'*",
-            "  property: the wait call (submit(autostop=True)) returns only after*",
+            "  property: the call that ends the job (submit(autostop=True); *",
             "  witnesses:",
             "*<Event #* wait.end 'submit'*",
             "timeline (* events, >> marks witnesses):",

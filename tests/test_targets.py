@@ -103,3 +103,38 @@ def test_entry_point_targets_resolve_and_broken_ones_are_named(
 
 def test_reference_target_satisfies_the_protocol() -> None:
     assert isinstance(ReferenceTarget(), Target)
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        (":", r"target ':' is not 'module:attr'"),
+        (".foo:X", r"target '.foo:X' is not 'module:attr'"),
+        ("mutant:nope", r"unknown mutant 'nope'"),
+    ],
+)
+def test_malformed_target_names_are_refused_without_importing_anything(
+    spec: str, expected: str
+) -> None:
+    from sage_lifecycle.target import validate_target_spec
+
+    with pytest.raises(TargetError, match=expected):
+        validate_target_spec(spec)
+    with pytest.raises(TargetError, match=expected):
+        resolve_target(spec)
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("raise RuntimeError('boom at import')", r"cannot import module .*boom at import"),
+        ("def broken(:\n", r"cannot import module .*invalid syntax"),
+    ],
+)
+def test_an_adapter_module_that_fails_to_import_is_named(
+    pytester: pytest.Pytester, source: str, expected: str
+) -> None:
+    pytester.makepyfile(bad_adapter=source)
+    pytester.syspathinsert()
+    with pytest.raises(TargetError, match=expected):
+        resolve_target("bad_adapter:Target")

@@ -185,6 +185,13 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_STATS] = _Stats()
     if conformance:
         _register_conformance(config, settings, target_where, hold)
+    elif settings.target.strip() != "reference":  # unused here: checked, never imported or run
+        from .target import TargetError, validate_target_spec
+
+        try:
+            validate_target_spec(settings.target)
+        except TargetError as exc:
+            raise pytest.UsageError(f"--lifecycle-target from {target_where}: {exc}") from None
 
 
 def _register_conformance(

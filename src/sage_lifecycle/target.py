@@ -36,6 +36,7 @@ __all__ = [
     "TargetError",
     "available_targets",
     "resolve_target",
+    "validate_target_spec",
 ]
 
 ENTRY_POINT_GROUP = "sage_lifecycle.targets"
@@ -223,6 +224,43 @@ def _as_target(obj: Any, spec: str) -> Target:
     return candidate
 
 
+def validate_target_spec(spec: str) -> None:
+    """Check a target name without importing or running anything (outside conformance
+    mode the target is not used, so it is not resolved: resolving imports user code).
+
+    Raises :class:`TargetError` for an unknown mutant or a malformed ``module:attr``.
+    """
+    from .mutants import MUTANTS
+
+    spec = spec.strip()
+    if spec == "reference":
+        return
+    if spec.startswith("mutant:"):
+        name = spec.split(":", 1)[1]
+        if name not in MUTANTS:
+            raise TargetError(
+                f"unknown mutant {name!r} in target {spec!r}; available mutants: "
+                f"{', '.join(MUTANTS)}"
+            )
+        return
+    if ":" in spec:
+        module_name, _, attr = spec.partition(":")
+        parts = module_name.split(".")
+        if not all(p.isidentifier() for p in parts) or not attr.isidentifier():
+            raise TargetError(
+                f"target {spec!r} is not 'module:attr' (a dotted module path, a colon, and "
+                "an attribute name), for example 'mypkg.adapter:MyTarget'"
+            )
+        return
+    from importlib.metadata import entry_points
+
+    if spec not in {ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)}:
+        raise TargetError(
+            f"unknown lifecycle target {spec!r}; available: {', '.join(available_targets())}, "
+            "or 'module:attr' naming your adapter"
+        )
+
+
 def resolve_target(spec: str) -> Callable[[], Target]:
     """Turn a target name into a factory of fresh targets (one per example).
 
@@ -243,10 +281,11 @@ def resolve_target(spec: str) -> Callable[[], Target]:
         mutant = MUTANTS[name]
         return lambda: ReferenceTarget(mutant.dispatcher, name=spec)
     if ":" in spec:
+        validate_target_spec(spec)
         module_name, _, attr = spec.partition(":")
         try:
             module = importlib.import_module(module_name)
-        except ImportError as exc:
+        except Exception as exc:  # ImportError, but also a module that raises on import
             raise TargetError(
                 f"target {spec!r}: cannot import module {module_name!r} ({exc}); expected "
                 "'module:attr' naming a Target"
