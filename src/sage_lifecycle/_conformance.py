@@ -39,8 +39,7 @@ class ConformanceSettings:
 class ConformancePlugin:
     """Collects the searches, runs them, and turns their reports into the verdict table."""
 
-    def __init__(self, config: pytest.Config, settings: ConformanceSettings) -> None:
-        self.config = config
+    def __init__(self, settings: ConformanceSettings) -> None:
         self.settings = settings
         #: Row name -> the verdict record of its search (from whichever process ran it).
         self.verdicts: dict[str, dict[str, Any]] = {}
@@ -82,36 +81,16 @@ class ConformancePlugin:
         machine = LifecycleMachine.for_property(
             prop, target_factory=s.factory, deadline=s.deadline, hold=s.hold
         )
-        profile = hsettings()
         started = time.monotonic()
-        outcome = run_search(machine, profile, replays=s.replays)
-        record = {
-            "row": prop,
-            "verdict": outcome.verdict,
-            "topologies": outcome.topologies,
-            "exercised": outcome.exercised,
-            "budget": profile.max_examples,
-            "reason": outcome.reason,
-            "seconds": round(time.monotonic() - started, 1),
-        }
-        if outcome.reproduced is not None:
-            record["reproduced"] = list(outcome.reproduced)
-        item.user_properties.append((_VERDICT, record))
-        if outcome.verdict == "FAIL":
-            raise _Finding(f"{prop}: FAIL\n\n{outcome.story}")
-        if outcome.verdict == "ERROR":
-            raise _Finding(
-                f"{prop}: ERROR, no verdict: {outcome.reason}\n\n{outcome.story}".rstrip()
-            )
-        if outcome.verdict == "NOT RUN":
-            raise _Finding(f"{prop}: NOT RUN: {outcome.reason} ({outcome.topologies} drawn)")
+        outcome = run_search(machine, hsettings(), replays=s.replays)
+        self._report(item, prop, outcome, started)
 
     def run_white_box(self, item: pytest.Item) -> None:
+        """The body of the white-box test: the target's dispatcher under stop signals."""
         __tracebackhide__ = True
         from hypothesis import settings as hsettings
-        from hypothesis.stateful import run_state_machine_as_test
 
-        from .machines import DispatcherMachine
+        from .machines import DispatcherMachine, run_white_box
 
         s = self.settings
         machine = type(
@@ -119,16 +98,32 @@ class ConformancePlugin:
             (DispatcherMachine,),
             {"dispatcher_class": s.dispatcher, "deadline": s.deadline},
         )
-        profile = hsettings()
-        record: dict[str, Any] = {"row": WHITE_BOX, "budget": profile.max_examples}
-        try:
-            run_state_machine_as_test(machine, settings=profile)
-        except BaseException as exc:
-            record.update(verdict="FAIL", reason=f"{type(exc).__name__}: {_line(str(exc))}")
-            item.user_properties.append((_VERDICT, record))
-            raise
-        record.update(verdict="PASS", reason="")
+        started = time.monotonic()
+        self._report(item, WHITE_BOX, run_white_box(machine, hsettings()), started)
+
+    def _report(self, item: pytest.Item, row: str, outcome: Any, started: float) -> None:
+        """Put the verdict on the report (it travels to the xdist controller), and fail the
+        test with the search's own story unless it is PASS."""
+        __tracebackhide__ = True
+        record: dict[str, Any] = {
+            "row": row,
+            "verdict": outcome.verdict,
+            "topologies": outcome.topologies,
+            "exercised": outcome.exercised,
+            "reason": outcome.reason,
+            "seconds": round(time.monotonic() - started, 1),
+        }
+        if outcome.reproduced is not None:
+            record["reproduced"] = list(outcome.reproduced)
         item.user_properties.append((_VERDICT, record))
+        if outcome.verdict == "FAIL":
+            raise _Finding(f"{row}: FAIL\n\n{outcome.story}")
+        if outcome.verdict == "ERROR":
+            raise _Finding(
+                f"{row}: ERROR, no verdict: {outcome.reason}\n\n{outcome.story}".rstrip()
+            )
+        if outcome.verdict == "NOT RUN":
+            raise _Finding(f"{row}: NOT RUN: {outcome.reason} ({outcome.topologies} drawn)")
 
     # -- reporting -----------------------------------------------------------------
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -206,10 +201,6 @@ class ConformancePlugin:
 
 class _Finding(AssertionError):
     """A search's verdict other than PASS, with its story: pytest prints it as the failure."""
-
-
-def _line(text: str) -> str:
-    return text.strip().splitlines()[0] if text.strip() else ""
 
 
 def _row_of(nodeid: str) -> str:

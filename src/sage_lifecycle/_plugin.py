@@ -214,7 +214,7 @@ def _register_conformance(
         properties=settings.properties,
         dispatcher=dispatcher,
     )
-    config.pluginmanager.register(ConformancePlugin(config, conf), PLUGIN_NAME)
+    config.pluginmanager.register(ConformancePlugin(conf), PLUGIN_NAME)
 
 
 def _resolve(target: str, where: str) -> Any:

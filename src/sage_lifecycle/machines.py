@@ -64,6 +64,7 @@ __all__ = [
     "TargetDidNotRun",
     "check_topology",
     "run_search",
+    "run_white_box",
     "stats",
 ]
 
@@ -371,8 +372,8 @@ class LifecycleMachine(RuleBasedStateMachine):
         self._done = True
         try:
             if not self._failed:
-                if _interrupted():
-                    return  # Ctrl-C or a timeout: no verdict, release at once
+                if _abandoned():
+                    return  # Ctrl-C, a timeout or a discarded example: release at once
                 self._drain()
                 self._raise_if(check(self.trace.events(), properties=self.properties))
                 self._check_ran()
@@ -419,9 +420,10 @@ class LifecycleMachine(RuleBasedStateMachine):
         constructed = {e.subject for e in events if e.kind is EventKind.SERVICE_CONSTRUCT}
         emitted = Counter(str(e.get("node")) for e in events if e.kind is EventKind.ITEM_EMIT)
         ended = {e.subject for e in events if e.kind is EventKind.GATE_PARK}
-        missing = [f"service {s.name!r} was never constructed" for s in topology.services]
         missing = [
-            m for s, m in zip(topology.services, missing, strict=True) if s.name not in constructed
+            f"service {s.name!r} was never constructed"
+            for s in topology.services
+            if s.name not in constructed
         ]
         for i, p in enumerate(topology.pipelines):
             n = emitted[f"p{i}.source"]
@@ -461,12 +463,12 @@ def _has_parallel_stage(topology: Topology) -> bool:
     return any(stage.parallelism > 1 for p in topology.pipelines for stage in p.stages)
 
 
-def _interrupted() -> bool:
-    """Whether a KeyboardInterrupt (Ctrl-C) or a pytest-timeout failure is unwinding."""
+def _abandoned() -> bool:
+    """Whether the example is being abandoned: a ``BaseException`` that is not an
+    ``Exception`` is unwinding (Ctrl-C's KeyboardInterrupt, SystemExit, pytest-timeout's
+    Failed, Hypothesis's StopTest for an example it discards). It gets no verdict."""
     exc = sys.exc_info()[1]
-    if exc is None:
-        return False
-    return isinstance(exc, KeyboardInterrupt) or type(exc).__name__ == "Failed"
+    return exc is not None and not isinstance(exc, Exception)
 
 
 def format_schedule(schedule: list[tuple[str, str]] | tuple[tuple[str, str], ...]) -> str:
@@ -645,6 +647,15 @@ def _first_line(text: str) -> str:
     return text.strip().splitlines()[0] if text.strip() else ""
 
 
+def _error(search: Search, reason: str, story: str) -> Outcome:
+    """No verdict: the harness could not reach one (``reason`` says why)."""
+    return Outcome("ERROR", search.runs, search.exercised, reason=reason, story=story)
+
+
+def _traceback(exc: BaseException) -> str:
+    return "".join(traceback.format_exception(exc))
+
+
 def run_search(machine: type[LifecycleMachine], settings: Any, *, replays: int = 10) -> Outcome:
     """Run one machine's search to a verdict that is a claim about the target.
 
@@ -671,20 +682,13 @@ def run_search(machine: type[LifecycleMachine], settings: Any, *, replays: int =
             violations=exc.violations,
         )
     except HarnessError as exc:
-        return Outcome(
-            "ERROR", search.runs, search.exercised, reason=_first_line(str(exc)), story=str(exc)
-        )
+        return _error(search, _first_line(str(exc)), str(exc))
     except Flaky as exc:
         with search.lock:
             seen = list(search.failures)
         if not seen:
-            return Outcome(
-                "ERROR",
-                search.runs,
-                search.exercised,
-                reason=f"Hypothesis: {type(exc).__name__}: {_first_line(str(exc))}",
-                story="".join(traceback.format_exception(exc)),
-            )
+            reason = f"Hypothesis: {type(exc).__name__}: {_first_line(str(exc))}"
+            return _error(search, reason, _traceback(exc))
         failure = seen[-1]
         hits = replay(machine, failure, runs=replays)
         story = (
@@ -704,13 +708,7 @@ def run_search(machine: type[LifecycleMachine], settings: Any, *, replays: int =
             violations=failure.violations,
         )
     except Exception as exc:
-        return Outcome(
-            "ERROR",
-            search.runs,
-            search.exercised,
-            reason=f"{type(exc).__name__}: {_first_line(str(exc))}",
-            story="".join(traceback.format_exception(exc)),
-        )
+        return _error(search, f"{type(exc).__name__}: {_first_line(str(exc))}", _traceback(exc))
     if search.examples == 0:
         return Outcome("NOT RUN", search.runs, 0, reason="no topology ran to a verdict")
     if search.exercised == 0:
@@ -721,6 +719,45 @@ def run_search(machine: type[LifecycleMachine], settings: Any, *, replays: int =
             reason="no topology put the property to the test",
         )
     return Outcome("PASS", search.runs, search.exercised)
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    """The exceptions inside (nested) exception groups, or ``exc`` itself."""
+    inner = getattr(exc, "exceptions", None)
+    if not inner:
+        return [exc]
+    return [leaf for e in inner for leaf in _leaves(e)]
+
+
+def run_white_box(machine: type[DispatcherMachine], settings: Any) -> Outcome:
+    """Run the white-box machine to a verdict, as :func:`run_search` does for a property.
+
+    Its findings are assertions on the dispatcher's state and the contract; one that
+    Hypothesis could not replay (``FlakyFailure`` carries what the first run raised) is
+    still a FAIL, reported as seen.
+    """
+    from hypothesis.stateful import run_state_machine_as_test
+
+    try:
+        run_state_machine_as_test(machine, settings=settings)
+    except Exception as exc:
+        leaves = _leaves(exc)
+        if not all(isinstance(e, AssertionError) for e in leaves):
+            first = next(e for e in leaves if not isinstance(e, AssertionError))
+            reason = f"{type(first).__name__}: {_first_line(str(first))}"
+            return Outcome("ERROR", reason=reason, story=_traceback(exc))
+        first = leaves[0]
+        story = _traceback(exc)
+        if isinstance(exc, Flaky):
+            story += (
+                f"\nThis was seen in the run above; Hypothesis could not replay it reliably "
+                f"({type(exc).__name__}), so it is reported as seen."
+            )
+        reason = f"{type(first).__name__}: {_first_line(str(first))}"
+        if len(leaves) > 1:
+            reason += f" (and {len(leaves) - 1} more distinct failure(s))"
+        return Outcome("FAIL", reason=reason, story=story)
+    return Outcome("PASS")
 
 
 def replay(machine: type[LifecycleMachine], failure: Failure, *, runs: int) -> int:

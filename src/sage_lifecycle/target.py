@@ -230,12 +230,12 @@ def validate_target_spec(spec: str) -> None:
 
     Raises :class:`TargetError` for an unknown mutant or a malformed ``module:attr``.
     """
-    from .mutants import MUTANTS
-
     spec = spec.strip()
     if spec == "reference":
         return
     if spec.startswith("mutant:"):
+        from .mutants import MUTANTS
+
         name = spec.split(":", 1)[1]
         if name not in MUTANTS:
             raise TargetError(
@@ -268,20 +268,14 @@ def resolve_target(spec: str) -> Callable[[], Target]:
     """
     from .mutants import MUTANTS
 
+    validate_target_spec(spec)
     spec = spec.strip()
     if spec == "reference":
         return ReferenceTarget
     if spec.startswith("mutant:"):
-        name = spec.split(":", 1)[1]
-        if name not in MUTANTS:
-            raise TargetError(
-                f"unknown mutant {name!r} in target {spec!r}; available mutants: "
-                f"{', '.join(MUTANTS)}"
-            )
-        mutant = MUTANTS[name]
+        mutant = MUTANTS[spec.split(":", 1)[1]]
         return lambda: ReferenceTarget(mutant.dispatcher, name=spec)
     if ":" in spec:
-        validate_target_spec(spec)
         module_name, _, attr = spec.partition(":")
         try:
             module = importlib.import_module(module_name)
@@ -296,22 +290,17 @@ def resolve_target(spec: str) -> Callable[[], Target]:
                 "expected a Target"
             )
         obj = getattr(module, attr)
-        _as_target(obj, spec)  # fail now, at configuration, not deep inside a run
-        return lambda: _as_target(obj, spec)
-    from importlib.metadata import entry_points
+    else:
+        from importlib.metadata import entry_points
 
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name == spec:
-            try:
-                obj = ep.load()
-            except Exception as exc:
-                raise TargetError(
-                    f"target {spec!r}: the entry point {ep.value!r} failed to load: "
-                    f"{type(exc).__name__}: {exc}"
-                ) from None
-            _as_target(obj, spec)
-            return lambda: _as_target(obj, spec)
-    raise TargetError(
-        f"unknown lifecycle target {spec!r}; available: {', '.join(available_targets())}, "
-        "or 'module:attr' naming your adapter"
-    )
+        # validate_target_spec found the entry point: load it.
+        ep = next(ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == spec)
+        try:
+            obj = ep.load()
+        except Exception as exc:
+            raise TargetError(
+                f"target {spec!r}: the entry point {ep.value!r} failed to load: "
+                f"{type(exc).__name__}: {exc}"
+            ) from None
+    _as_target(obj, spec)  # fail now, at configuration, not deep inside a run
+    return lambda: _as_target(obj, spec)
