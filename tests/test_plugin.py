@@ -40,7 +40,7 @@ def test_hello(lifecycle_env, lifecycle_trace):
     result = pytester.runpytest("-p", "sage_lifecycle")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(
-        ["lifecycle: 1 tests, 1 jobs checked against 7 properties: contract held"]
+        ["lifecycle: 1 test with 1 job checked against 7 properties: no violations in their traces"]
     )
 
 
@@ -74,7 +74,7 @@ def test_early(lifecycle_env):
             "*<Event #* wait.end 'submit'*",
             "timeline (* events, >> marks witnesses):",
             "*>>*wait.end*submit*",
-            "*lifecycle: 1 tests, 1 jobs checked against 7 properties: violations found (*"
+            "*lifecycle: 1 test with 1 job checked against 7 properties: violations found (*"
             "no-early-return: 1*",
         ]
     )
@@ -137,7 +137,9 @@ def test_env(lifecycle_env):
     )
     result = pytester.runpytest_subprocess()
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(["lifecycle: 1 tests, 1 jobs checked*contract held"])
+    result.stdout.fnmatch_lines(
+        ["lifecycle: 1 test with 1 job checked*no violations in their traces"]
+    )
 
 
 def test_tests_that_do_not_use_it_are_unchanged(pytester: pytest.Pytester) -> None:
@@ -197,6 +199,28 @@ def test_fixtures_markers_and_options_are_documented(pytester: pytest.Pytester) 
             "*Invalid lifecycle deadline '-1' from the lifecycle_deadline ini value*",
         ),
         (
+            ["--lifecycle-deadline=1e300"],
+            "",
+            "*Invalid lifecycle deadline '1e300' from --lifecycle-deadline: expected a positive"
+            " number of seconds up to 9.22e+09, for example --lifecycle-deadline=30",
+        ),
+        (
+            [],
+            "lifecycle_deadline = 9e99",
+            "*Invalid lifecycle deadline '9e99' from the lifecycle_deadline ini value*up to*",
+        ),
+        (
+            ["--lifecycle-conformance", "--lifecycle-deadline=0.05"],
+            "",
+            "*Invalid lifecycle deadline 0.05 for the conformance suite: below 0.5 s a correct "
+            "runtime on a loaded machine can miss it (a false no-hang)*",
+        ),
+        (
+            ["--lifecycle-conformance", "--lifecycle-deadline=1", "--lifecycle-hold=1"],
+            "",
+            "*Invalid lifecycle hold 1.0 s: it must be shorter than the deadline (1.0 s)*",
+        ),
+        (
             ["--lifecycle-hold=-0.1"],
             "",
             "*Invalid lifecycle hold '-0.1' from --lifecycle-hold: expected a positive number*",
@@ -240,10 +264,33 @@ def test_not_a_dispatcher(lifecycle_env):
 @pytest.mark.lifecycle(properties="no-such")
 def test_bad_property(lifecycle_trace):
     pass
+
+@pytest.mark.lifecycle(properties=42)
+def test_not_properties(lifecycle_env):
+    pass
+
+@pytest.mark.lifecycle(deadline=1e300)
+def test_huge_deadline(lifecycle_env):
+    pass
 """
     )
     result = pytester.runpytest("-p", "sage_lifecycle")
-    result.assert_outcomes(errors=3)
+    result.assert_outcomes(errors=5)
+    text = result.stdout.str()
+    assert "Traceback" not in text
+    assert "During handling" not in text
+    assert text.count("unknown lifecycle property 'no-such'") == 1  # once, not chained
+    result.stdout.fnmatch_lines(
+        [
+            "*lifecycle properties 42 from @pytest.mark.lifecycle on *test_not_properties "
+            "(properties=...): expected 'all', a comma-separated string or a list of property "
+            "ids, for example properties=?'no-hang'?",
+            "*Invalid lifecycle deadline 1e+300 from @pytest.mark.lifecycle on "
+            "*test_huge_deadline (deadline=...): expected a positive number of seconds up to "
+            "9.22e+09*",
+        ],
+        consecutive=False,
+    )
     result.stdout.fnmatch_lines(
         [
             "*@pytest.mark.lifecycle on *test_typo: unknown argument(s) deadlin; expected "
@@ -255,9 +302,13 @@ def test_bad_property(lifecycle_trace):
     )
 
 
-def test_jobs_left_running_are_stopped_and_unwaited_failures_reported(
+def test_jobs_left_running_or_never_submitted_fail_every_time(
     pytester: pytest.Pytester,
 ) -> None:
+    # A job the test never ended did whatever teardown's stop let it do: a map that
+    # raises on the first item fails or not depending on that race. So such a test fails
+    # on its own account, the same way in every run, and the job is still stopped,
+    # cleaned and checked. A job built and never submitted was checked for nothing.
     pytester.makepyfile(
         HELLO
         + """
@@ -270,14 +321,29 @@ class Endless(BatchFunction):
     def execute(self):
         return next(self.n)
 
-class Broken(BaseService):
-    def cleanup(self):
-        raise OSError("cannot close")
+def boom(x):
+    raise ValueError("bad item")
 
-def test_left_running(lifecycle_env):
+@pytest.mark.parametrize("run", range(6))
+def test_map_raises_never_waited(lifecycle_env, run):
+    lifecycle_env.register_service("db", Db)
+    lifecycle_env.from_batch([1, 2]).map(boom).sink(Uses)
+    lifecycle_env.submit()
+
+def test_left_running(lifecycle_env, lifecycle_trace):
     lifecycle_env.register_service("db", Db)
     lifecycle_env.from_batch(Endless).sink(Uses)
     lifecycle_env.submit()          # autostop=False, never stopped: the plugin stops it
+
+def test_never_submitted(lifecycle_env):
+    lifecycle_env.from_batch([1]).sink(lambda x: None)
+
+def test_requested_but_unused(lifecycle_env):
+    pass
+
+class Broken(BaseService):
+    def cleanup(self):
+        raise OSError("cannot close")
 
 def test_never_waited(lifecycle_env_factory):
     env = lifecycle_env_factory("broken")
@@ -287,11 +353,20 @@ def test_never_waited(lifecycle_env_factory):
 """
     )
     result = pytester.runpytest_subprocess("-p", "sage_lifecycle")
-    result.assert_outcomes(passed=1, failed=1)
+    result.assert_outcomes(passed=1, failed=9)
+    text = result.stdout.str()
+    assert text.count("was submitted without autostop and never ended") == 8
     result.stdout.fnmatch_lines(
         [
+            "*job 'test_left_running#1' was submitted without autostop and never ended, so "
+            "what it did depends on when teardown stopped it; end it in the test with "
+            "env.submit(autostop=True), env.stop() or env.close()",
+            "*job 'test_never_submitted#1' was built but never submitted, so nothing of it "
+            "was checked; end the test with env.submit(autostop=True)",
             "*jobs ended with failures the test never waited for (closed at teardown):",
-            "*JobFailed: job 'broken#*' finished with 1 failure(s)*",
+            "*JobFailed: job 'broken#1' finished with 1 failure(s)*",
+            "lifecycle: 10 tests with 10 jobs checked against 7 properties: no violations in "
+            "their traces; 9 jobs never submitted or never ended",
         ]
     )
 

@@ -485,6 +485,18 @@ def test_pipeline_definition_errors() -> None:
         LocalEnvironment("empty").submit()
     with pytest.raises(ValueError, match="deadline"):
         LocalEnvironment("x", deadline=0)
+    with pytest.raises(
+        ValueError,
+        match=r"LocalEnvironment\(deadline=1e\+300\): the deadline must be a positive number "
+        r"of seconds up to 9.22e\+09",
+    ):
+        LocalEnvironment("x", deadline=1e300)
+    with pytest.raises(
+        PipelineDefinitionError,
+        match=r"item 1 is None, and a batch ends at its first None \(as in SAGE\), so the "
+        "items after it would never be delivered; remove the None or wrap the items",
+    ):
+        env.from_batch([1, None, 3])
     with pytest.raises(JobStateError, match="before submit"):
         LocalEnvironment("x").stop()
 
@@ -596,3 +608,36 @@ def test_a_slow_service_call_times_out_with_a_clear_error() -> None:
 def test_call_service_outside_a_job_is_explained() -> None:
     with pytest.raises(RuntimeError, match="outside a running job"):
         HelloService().call_service("x")
+
+
+def test_a_none_from_a_generator_fails_the_job_instead_of_ending_the_batch() -> None:
+    got: list[int] = []
+    env = LocalEnvironment("holes", deadline=DEADLINE)
+    env.from_batch(x for x in (1, None, 3)).sink(got.append)
+    with pytest.raises(JobFailed) as info:
+        env.submit(autostop=True)
+    assert got == [1]
+    assert "item 1 is None, and a batch ends at its first None" in str(info.value.exceptions[0])
+
+
+@pytest.mark.parametrize("exit_exc", [SystemExit(3), KeyboardInterrupt()])
+def test_system_exit_and_keyboard_interrupt_in_user_code_reach_the_wait(
+    exit_exc: BaseException,
+) -> None:
+    # A job thread must not swallow them (threading ignores SystemExit): the job is
+    # still cleaned up, and the wait raises the very exception, not a JobFailed.
+    trace = Trace()
+
+    def sink(x: object) -> None:
+        raise exit_exc
+
+    env = LocalEnvironment("exits", observer=trace, deadline=DEADLINE)
+    env.register_service("db", Count)
+    env.from_batch([1]).sink(sink)
+    with pytest.raises(type(exit_exc)) as info:
+        env.submit(autostop=True)
+    assert info.value is exit_exc
+    events = trace.events()
+    assert first(events, K.SERVICE_CLEANUP_END, "db").seq < first(events, K.WAIT_END).seq
+    assert first(events, K.WAIT_END).data["outcome"] == "raised"
+    assert_contract(events)

@@ -49,11 +49,16 @@ class NotATarget:
     name = "broken"
 
 
+class SlowGrace(ReferenceTarget):
+    grace = "2s"  # type: ignore[assignment]
+
+
 @pytest.fixture
 def adapters(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
     module = types.ModuleType("my_adapters")
     module.GoodTarget = GoodTarget  # type: ignore[attr-defined]
     module.NotATarget = NotATarget  # type: ignore[attr-defined]
+    module.SlowGrace = SlowGrace  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "my_adapters", module)
     return module
 
@@ -70,6 +75,12 @@ def test_module_attr_adapters_are_checked_at_configuration(adapters: types.Modul
         resolve_target("my_adapters:NotATarget")
     with pytest.raises(TargetError, match=r"cannot import module 'no_such_module'"):
         resolve_target("no_such_module:X")
+    with pytest.raises(
+        TargetError,
+        match=r"target 'my_adapters:SlowGrace' has grace='2s': expected the seconds its "
+        r"threads may outlive the wait, a number from 0 to 3600, for example grace = 0.5",
+    ):
+        resolve_target("my_adapters:SlowGrace")
 
 
 class _EntryPoint:

@@ -7,6 +7,7 @@ fixtures and hooks that use them, so loading it costs tests that do not use it n
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -20,7 +21,8 @@ if TYPE_CHECKING:
 
 _DEADLINE_HELP = (
     "deadline in seconds for each wait of a lifecycle_env job (submit, stop, close); "
-    "past it the test fails with no-hang and the job's thread stacks (default: 30)"
+    "past it the test fails with no-hang and the job's thread stacks (default: 30; the "
+    "conformance suite needs at least 0.5)"
 )
 _PROPERTIES_HELP = (
     "comma-separated contract properties checked at the end of each lifecycle test, "
@@ -44,6 +46,9 @@ _MARKER = (
     "lifecycle_env jobs with this deadline in seconds, check only these contract "
     "properties, and run them on this Dispatcher subclass"
 )
+#: The smallest deadline the conformance suite accepts: the reference's own steps on a
+#: loaded 2-core machine take tens of milliseconds, so less would measure the machine.
+CONFORMANCE_MIN_DEADLINE = 0.5
 _MARKER_KEYS = frozenset({"deadline", "properties", "dispatcher"})
 
 
@@ -59,6 +64,7 @@ class _Settings:
 class _Stats:
     tests: int = 0
     jobs: int = 0
+    unended: int = 0
     by_property: dict[str, int] = field(default_factory=dict)
 
 
@@ -147,10 +153,11 @@ def _parse_seconds(value: object, where: str, what: str = "deadline", example: s
         seconds = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         seconds = math.nan
-    if not math.isfinite(seconds) or seconds <= 0:
+    if not math.isfinite(seconds) or seconds <= 0 or seconds > threading.TIMEOUT_MAX:
         raise pytest.UsageError(
             f"Invalid lifecycle {what} {value!r} from {where}: expected a positive number "
-            f"of seconds, for example --lifecycle-{what}={example}"
+            f"of seconds up to {threading.TIMEOUT_MAX:.3g}, for example "
+            f"--lifecycle-{what}={example}"
         )
     return seconds
 
@@ -203,6 +210,19 @@ def _register_conformance(
     from .target import ReferenceTarget
 
     register_profiles()
+    if settings.deadline < CONFORMANCE_MIN_DEADLINE:
+        raise pytest.UsageError(
+            f"Invalid lifecycle deadline {settings.deadline} for the conformance suite: below "
+            f"{CONFORMANCE_MIN_DEADLINE} s a correct runtime on a loaded machine can miss it "
+            "(a false no-hang); use --lifecycle-deadline=30, or at least "
+            f"{CONFORMANCE_MIN_DEADLINE}"
+        )
+    if hold >= settings.deadline:
+        raise pytest.UsageError(
+            f"Invalid lifecycle hold {hold} s: it must be shorter than the deadline "
+            f"({settings.deadline} s), or every gate would count as a hang; for example "
+            "--lifecycle-hold=0.01"
+        )
     factory = _resolve(settings.target, where)
     sample = factory()
     dispatcher = sample.dispatcher if isinstance(sample, ReferenceTarget) else None
@@ -227,44 +247,53 @@ def _resolve(target: str, where: str) -> Any:
 
 
 def _marker_settings(item: pytest.Item, settings: _Settings) -> _Session:
+    from .trace import Trace
+
+    where = f"@pytest.mark.lifecycle on {item.nodeid}"
+    try:
+        deadline, properties, dispatcher = _marker_values(item, settings, where)
+    except ValueError as exc:  # failed outside the handler: the message shows once
+        message = str(exc)
+    else:
+        return _Session(Trace(), deadline, properties, dispatcher)
+    pytest.fail(message, pytrace=False)
+
+
+def _marker_values(
+    item: pytest.Item, settings: _Settings, where: str
+) -> tuple[float, tuple[str, ...], type[Dispatcher] | None]:
+    """The marker's settings over the session's; ``ValueError`` names what is wrong."""
     from .contract import parse_properties
     from .reference import Dispatcher
-    from .trace import Trace
 
     marker = item.get_closest_marker("lifecycle")
     kwargs: dict[str, Any] = dict(marker.kwargs) if marker is not None else {}
-    where = f"@pytest.mark.lifecycle on {item.nodeid}"
     if marker is not None and marker.args:
-        pytest.fail(f"{where}: takes keyword arguments only, got {marker.args!r}", pytrace=False)
+        raise ValueError(f"{where}: takes keyword arguments only, got {marker.args!r}")
     unknown = sorted(set(kwargs) - _MARKER_KEYS)
     if unknown:
-        pytest.fail(
+        raise ValueError(
             f"{where}: unknown argument(s) {', '.join(unknown)}; expected "
-            f"{', '.join(sorted(_MARKER_KEYS))}",
-            pytrace=False,
+            f"{', '.join(sorted(_MARKER_KEYS))}"
         )
     deadline = settings.deadline
     if kwargs.get("deadline") is not None:
         try:
             deadline = _parse_deadline(kwargs["deadline"], f"{where} (deadline=...)")
         except pytest.UsageError as exc:
-            pytest.fail(str(exc), pytrace=False)
+            raise ValueError(str(exc)) from None
     properties = settings.properties
     if kwargs.get("properties") is not None:
-        try:
-            properties = parse_properties(kwargs["properties"], where=f"{where} (properties=...)")
-        except ValueError as exc:
-            pytest.fail(str(exc), pytrace=False)
+        properties = parse_properties(kwargs["properties"], where=f"{where} (properties=...)")
     dispatcher = kwargs.get("dispatcher")
     if dispatcher is not None and not (
         isinstance(dispatcher, type) and issubclass(dispatcher, Dispatcher)
     ):
-        pytest.fail(
+        raise ValueError(
             f"{where}: dispatcher={dispatcher!r} is not a subclass of "
-            "sage_lifecycle.reference.Dispatcher",
-            pytrace=False,
+            "sage_lifecycle.reference.Dispatcher"
         )
-    return _Session(Trace(), deadline, properties, dispatcher)
+    return deadline, properties, dispatcher
 
 
 def _session(request: pytest.FixtureRequest) -> _Session:
@@ -291,6 +320,8 @@ def _make_env(session: _Session, name: str, **kwargs: Any) -> LocalEnvironment:
     from .reference import LocalEnvironment
 
     kwargs.setdefault("deadline", session.deadline)
+    # Numbered within the test, so a job's id never depends on which tests ran before.
+    kwargs.setdefault("job", f"{name}#{len(session.envs) + 1}")
     if session.dispatcher is not None:
         kwargs.setdefault("dispatcher_class", session.dispatcher)
     env = LocalEnvironment(name, observer=session.trace, **kwargs)
@@ -352,10 +383,36 @@ def _close_all(session: _Session) -> list[BaseException]:
     return errors
 
 
-def _finish(item: pytest.Item, session: _Session) -> tuple[list[Violation], str]:
+def _unended(item: pytest.Item, session: _Session) -> list[str]:
+    """Jobs the test built but never submitted, or submitted and never ended.
+
+    Either way the verdict would not be about what the test meant: a job never
+    submitted was never checked, and what a job left running did depends on when
+    teardown happened to stop it. So both fail the test, every time.
+    """
+    problems = []
+    for env in session.envs:
+        if env.dispatcher is None and env.built:
+            problems.append(
+                f"job {env.job!r} was built but never submitted, so nothing of it was "
+                "checked; end the test with env.submit(autostop=True)"
+            )
+        elif env.dispatcher is not None and not env.dispatcher.waited:
+            problems.append(
+                f"job {env.job!r} was submitted without autostop and never ended, so what it "
+                "did depends on when teardown stopped it; end it in the test with "
+                "env.submit(autostop=True), env.stop() or env.close()"
+            )
+    return problems
+
+
+def _finish(
+    item: pytest.Item, session: _Session, body_failed: bool = False
+) -> tuple[list[Violation], str]:
     from .contract import check
     from .report import format_report
 
+    unended = [] if body_failed else _unended(item, session)
     errors = _close_all(session)
     for env in session.envs:  # a wait that returned early: let the trace show the rest
         if env.dispatcher is not None:
@@ -374,6 +431,7 @@ def _finish(item: pytest.Item, session: _Session) -> tuple[list[Violation], str]
     stats = item.config.stash[_STATS]
     stats.tests += 1
     stats.jobs += len(session.envs)
+    stats.unended += len(unended)
     for v in violations:
         stats.by_property[v.property] = stats.by_property.get(v.property, 0) + 1
     text = format_report(violations, events) if violations else ""
@@ -383,6 +441,8 @@ def _finish(item: pytest.Item, session: _Session) -> tuple[list[Violation], str]
         text += ("\n\n" if text else "") + (
             f"threads still alive {session.deadline} s after the test: {', '.join(stuck)}"
         )
+    if unended:
+        text += ("\n\n" if text else "") + "\n".join(unended)
     return violations, text
 
 
@@ -400,7 +460,7 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
     except BaseException:
         session = item.stash.get(_SESSION, None)
         if session is not None and not session.done:
-            _, text = _finish(item, session)
+            _, text = _finish(item, session, body_failed=True)
             if text:
                 item.add_report_section("call", "lifecycle", text)
         raise
@@ -421,8 +481,14 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         found = ", ".join(f"{p}: {n}" for p, n in stats.by_property.items())
         verdict = f"violations found ({found})"
     else:
-        verdict = "contract held"
+        verdict = "no violations in their traces"
+    if stats.unended:
+        verdict += f"; {_plural(stats.unended, 'job')} never submitted or never ended"
     terminalreporter.write_line(
-        f"lifecycle: {stats.tests} tests, {stats.jobs} jobs checked against "
-        f"{len(settings.properties)} properties: {verdict}"
+        f"lifecycle: {_plural(stats.tests, 'test')} with {_plural(stats.jobs, 'job')} checked "
+        f"against {_plural(len(settings.properties), 'property', 'properties')}: {verdict}"
     )
+
+
+def _plural(n: int, one: str, many: str | None = None) -> str:
+    return f"{n} {one if n == 1 else (many or one + 's')}"

@@ -221,6 +221,12 @@ def _as_target(obj: Any, spec: str) -> Target:
             f"target {spec!r} gave {candidate!r}, which is not a Target: it needs a name, "
             "thread_allowlist, grace, and build(probes), wait() and release() methods"
         )
+    grace = candidate.grace
+    if isinstance(grace, bool) or not isinstance(grace, (int, float)) or not 0 <= grace <= 3600:
+        raise TargetError(
+            f"target {spec!r} has grace={grace!r}: expected the seconds its threads may "
+            "outlive the wait, a number from 0 to 3600, for example grace = 0.5"
+        )
     return candidate
 
 

@@ -12,7 +12,7 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from ..trace import Event, jobs_of
@@ -58,15 +58,26 @@ PROPERTIES: dict[str, Property] = {
 }
 
 
-def parse_properties(value: str | Iterable[str] | None, *, where: str) -> tuple[str, ...]:
+def parse_properties(value: object, *, where: str) -> tuple[str, ...]:
     """Turn ``"all"``, ``None`` or a comma-separated list into known property ids.
 
     Raises ``ValueError`` naming the bad id, ``where`` it came from, and the valid ids.
     """
     if value is None:
         return tuple(PROPERTIES)
-    items = [p.strip() for p in value.split(",")] if isinstance(value, str) else list(value)
-    items = [p for p in items if p]
+    given: list[object]
+    if isinstance(value, str):
+        given = [p.strip() for p in value.split(",")]
+    elif isinstance(value, Iterable) and not isinstance(value, (bytes, Mapping)):
+        given = list(value)
+    else:
+        given = [value]
+    if not all(isinstance(p, str) for p in given):
+        raise ValueError(
+            f"lifecycle properties {value!r} from {where}: expected 'all', a comma-separated "
+            "string or a list of property ids, for example properties=['no-hang']"
+        )
+    items = [p.strip() for p in given if isinstance(p, str) and p.strip()]
     if items == ["all"] or not items:
         return tuple(PROPERTIES)
     unknown = [p for p in items if p not in PROPERTIES]

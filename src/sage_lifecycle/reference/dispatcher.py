@@ -60,6 +60,11 @@ class _Stop:
 _STOP = _Stop()
 _CLEANUP = _Stop()
 
+#: What user code (a service, a function) may raise and the job records as its failure.
+#: SystemExit and KeyboardInterrupt are among them, so a job thread never dies silently;
+#: the wait re-raises them as they are instead of wrapping them in JobFailed.
+USER_ERRORS = (Exception, SystemExit, KeyboardInterrupt)
+
 
 class _Item(NamedTuple):
     key: str
@@ -212,7 +217,7 @@ class ServiceRuntime:
             setup = getattr(instance, "setup", None)
             if callable(setup):
                 setup()
-        except Exception as exc:
+        except USER_ERRORS as exc:
             self.setup_error = exc
             event = d._record(EventKind.SERVICE_SETUP_END, self.name, error=describe_error(exc))
             d._add_error(exc, event)
@@ -248,7 +253,7 @@ class ServiceRuntime:
             cleanup = getattr(self.instance, "cleanup", None)
             if callable(cleanup):
                 cleanup()
-        except Exception as exc:
+        except USER_ERRORS as exc:
             self.cleanup_error = exc
             event = d._record(EventKind.SERVICE_CLEANUP_END, self.name, error=describe_error(exc))
             d._add_error(exc, event)
@@ -280,7 +285,7 @@ class ServiceRuntime:
         begin_seq = begin.seq if begin is not None else -1
         try:
             result = target(*call.args, **call.kwargs)
-        except Exception as exc:
+        except USER_ERRORS as exc:
             d._record(
                 EventKind.SERVICE_CALL_END,
                 self.name,
@@ -325,7 +330,7 @@ class TaskRuntime:
             for target in edge:
                 target.queue.put(_STOP)
 
-    def _fail(self, exc: Exception) -> None:
+    def _fail(self, exc: BaseException) -> None:
         event = self.dispatcher._record(
             EventKind.TASK_ERROR, self.name, error=describe_error(exc), node=self.node.name
         )
@@ -345,7 +350,7 @@ class TaskRuntime:
             try:
                 self.function = node.factory()
                 self.function.ctx = RuntimeContext(d, self.name)
-            except Exception as exc:
+            except USER_ERRORS as exc:
                 self._fail(exc)
                 self.function = None
             if node.role == "source":
@@ -371,7 +376,7 @@ class TaskRuntime:
                 n += 1
                 d._record(EventKind.ITEM_EMIT, self.name, node=self.node.name, item=key)
                 self._emit(_Item(key, value))
-        except Exception as exc:
+        except USER_ERRORS as exc:
             self._fail(exc)
 
     def _run_stage(self) -> None:
@@ -399,7 +404,7 @@ class TaskRuntime:
                 else:
                     d._record(EventKind.ITEM_SINK, self.name, node=self.node.name, item=message.key)
                     self.function.execute(message.value)
-            except Exception as exc:
+            except USER_ERRORS as exc:
                 self._fail(exc)
                 failed = True
 
@@ -439,7 +444,7 @@ class Dispatcher:
         self._batch_complete = False
         self._finished = False
         self._reaped = False
-        self._errors: list[tuple[Exception, int]] = []
+        self._errors: list[tuple[BaseException, int]] = []
         self._errors_raised = False
         #: Whether a wait has run to its end (returned, raised, or hit its deadline).
         self.waited = False
@@ -451,11 +456,11 @@ class Dispatcher:
     ) -> Event | None:
         return self.observer.record(kind, subject, job=self.job, error=error, **data)
 
-    def _add_error(self, exc: Exception, event: Event | None) -> None:
+    def _add_error(self, exc: BaseException, event: Event | None) -> None:
         with self._lock:
             self._errors.append((exc, event.seq if event is not None else -1))
 
-    def errors(self) -> list[Exception]:
+    def errors(self) -> list[BaseException]:
         """Every failure collected so far, in the order they happened."""
         with self._lock:
             return [e for e, _ in self._errors]
@@ -635,10 +640,13 @@ class Dispatcher:
                 outcome="raised",
                 reported=tuple(seq for _, seq in pending),
             )
+            exits = [exc for exc, _ in pending if not isinstance(exc, Exception)]
+            if exits:  # SystemExit / KeyboardInterrupt from user code: propagate it
+                raise exits[0]
             raise JobFailed(
                 f"job {self.job!r} finished with {len(pending)} failure(s); every service "
                 "was cleaned up",
-                [exc for exc, _ in pending],
+                [exc for exc, _ in pending if isinstance(exc, Exception)],
             )
         self._record(EventKind.WAIT_END, subject, begin=begin_seq, outcome="returned")
 

@@ -15,13 +15,13 @@ from __future__ import annotations
 import itertools
 import math
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from ..trace import Observer
 from .dispatcher import Dispatcher, NodeSpec, ServiceSpec
 from .errors import JobStateError, PipelineDefinitionError, ServiceRegistrationError
-from .functions import _CallableStage, _IterableBatch
+from .functions import _CallableStage, _IterableBatch, none_item_message
 
 __all__ = ["DataStream", "LocalEnvironment"]
 
@@ -131,10 +131,11 @@ class LocalEnvironment:
             or not isinstance(deadline, (int, float))
             or not math.isfinite(deadline)
             or deadline <= 0
+            or deadline > threading.TIMEOUT_MAX
         ):
             raise ValueError(
                 f"LocalEnvironment(deadline={deadline!r}): the deadline must be a positive "
-                "number of seconds"
+                f"number of seconds up to {threading.TIMEOUT_MAX:.3g}"
             )
         if not (isinstance(dispatcher_class, type) and issubclass(dispatcher_class, Dispatcher)):
             raise TypeError(
@@ -201,6 +202,10 @@ class LocalEnvironment:
                 raise PipelineDefinitionError(
                     "from_batch(iterable, ...): extra arguments apply only to a BatchFunction class"
                 )
+            if isinstance(source, Sequence):
+                holes = [i for i, item in enumerate(source) if item is None]
+                if holes:
+                    raise PipelineDefinitionError(none_item_message(holes[0]))
             items = source
             label, factory = type(source).__name__, lambda: _IterableBatch(items)
         node = NodeSpec(name=self._node_name("source", label), role="source", factory=factory)
@@ -208,6 +213,11 @@ class LocalEnvironment:
         return DataStream(self, node)
 
     # -- running -------------------------------------------------------------------
+    @property
+    def built(self) -> bool:
+        """Whether anything was added to the job: a service or a pipeline."""
+        return bool(self._services or self._nodes)
+
     @property
     def dispatcher(self) -> Dispatcher | None:
         """The job's dispatcher once submitted, else ``None``."""

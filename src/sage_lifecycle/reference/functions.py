@@ -89,9 +89,28 @@ class _IterableBatch(BatchFunction):
 
     def __init__(self, items: Iterable[Any]) -> None:
         self._it: Iterator[Any] = iter(items)
+        self._count = 0
 
     def execute(self) -> Any:
-        return next(self._it, None)
+        item = next(self._it, _END)
+        if item is _END:
+            return None
+        if item is None:  # a list is checked by from_batch; a generator only here
+            raise ValueError(none_item_message(self._count))
+        self._count += 1
+        return item
+
+
+_END = object()
+
+
+def none_item_message(index: int) -> str:
+    """Why ``from_batch`` refuses a ``None`` item: SAGE reads it as the end of the batch."""
+    return (
+        f"from_batch(...): item {index} is None, and a batch ends at its first None (as in "
+        "SAGE), so the items after it would never be delivered; remove the None or wrap "
+        "the items"
+    )
 
 
 class _CallableStage(BaseFunction):

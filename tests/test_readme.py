@@ -1,0 +1,94 @@
+"""The README's code blocks run here, so an example cannot rot.
+
+The set-up block is run word for word by ``.ci/run``; every other shell command is run
+with ``--collect-only`` appended (which checks its options, target and profile without
+spending minutes on a search), every Python block as the test file it is, and the
+violation it shows is produced by running that same block on a buggy dispatcher.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.DOTALL | re.MULTILINE)
+
+
+def blocks(language: str) -> list[str]:
+    text = README.read_text(encoding="utf-8")
+    setup = text.index("## Set-up")
+    return [
+        m.group(2)
+        for m in FENCE.finditer(text)
+        if m.group(1) == language and not (language == "sh" and m.start() < setup + 200)
+    ]
+
+
+def commands() -> list[str]:
+    lines = [line.strip() for block in blocks("sh") for line in block.splitlines()]
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def test_the_readme_has_the_blocks_this_file_runs() -> None:
+    assert len(blocks("python")) == 1
+    assert any(c.startswith("sage-lifecycle") for c in commands())
+    assert any(c.startswith("pytest") for c in commands())
+
+
+@pytest.mark.parametrize("command", commands())
+def test_every_readme_command_is_accepted(command: str, tmp_path: Path) -> None:
+    argv = shlex.split(command)
+    tool, args = argv[0], argv[1:]
+    if tool == "sage-lifecycle":
+        run = [sys.executable, "-m", "sage_lifecycle.cli", *args, "--", "--collect-only", "-q"]
+    else:
+        assert tool == "pytest", f"README command {command!r}: unexpected program"
+        run = [sys.executable, "-m", "pytest", *args, "--collect-only", "-q"]
+    done = subprocess.run(run, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    out = done.stdout + done.stderr
+    # Collecting only runs no search: the table must say so, never PASS.
+    assert "lifecycle conformance: target" in out, out
+    assert "NOT RUN" in out, out
+    assert " PASS " not in out, out
+    assert done.returncode == pytest.ExitCode.TESTS_FAILED, out
+
+
+def test_the_readme_example_passes_and_its_violation_is_what_a_bug_prints(
+    pytester: pytest.Pytester,
+) -> None:
+    (example,) = blocks("python")
+    pytester.makepyfile(test_example=example)
+    passed = pytester.runpytest_subprocess("-p", "sage_lifecycle")
+    passed.assert_outcomes(passed=1)
+
+    # The same test on SAGE's pre-#878 dispatcher, which never cleans the services up
+    # (the output block under the example shows this failure).
+    pytester.makeconftest(
+        """
+import pytest
+from sage_lifecycle.mutants import MUTANTS
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        item.add_marker(pytest.mark.lifecycle(dispatcher=MUTANTS["pre_878"].dispatcher))
+"""
+    )
+    failed = pytester.runpytest_subprocess("-p", "sage_lifecycle")
+    failed.assert_outcomes(failed=1)
+    text = README.read_text(encoding="utf-8")
+    shown = text[text.index("A violation fails the test") :].split("```")[1].strip().splitlines()
+    out = failed.stdout.str()
+    for line in shown:  # every line the README shows, but the elided ones and numbers
+        if line.strip() != "...":
+            assert _shape(line) in _shape(out), f"README line not in the output: {line!r}"
+
+
+def _shape(text: str) -> str:
+    """The text with times and event numbers blanked: they differ from run to run."""
+    return re.sub(r"\d+\.\d{3}|#\d+ |\s+", " ", text)
