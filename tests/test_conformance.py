@@ -203,6 +203,7 @@ def test_the_command_ignores_the_callers_config_and_runs_with_autoload_off(
     command = Path(sys.executable).with_name("sage-lifecycle")
     args = ["--profile", "ci", "--target", "mutant:pre_878", "--properties", "cleanup-exactly-once"]
     clean = pytester.run(command, *args)
+    assert not Path(pytester.path, ".hypothesis").exists()  # ci keeps nothing behind
     pytester.makefile(".ini", pytest=HOSTILE_INI)
     pytester.makeconftest("raise SystemExit('the caller's conftest must not load')")
     hostile = pytester.run(command, *args)

@@ -641,3 +641,26 @@ def test_system_exit_and_keyboard_interrupt_in_user_code_reach_the_wait(
     assert first(events, K.SERVICE_CLEANUP_END, "db").seq < first(events, K.WAIT_END).seq
     assert first(events, K.WAIT_END).data["outcome"] == "raised"
     assert_contract(events)
+
+
+def test_thread_stacks_are_grouped_and_capped_for_jobs_of_many_threads() -> None:
+    from sage_lifecycle._stacks import format_thread_stacks, render_stacks
+
+    parked = "  File 'x.py', line 1, in wait\n    event.wait()"
+    entries = [(f"pool-{i}", True, parked) for i in range(5_000)]
+    entries += [
+        (f"odd-{i}", False, f"  File 'y.py', line {i}, in f\n" + "x" * 200) for i in range(3)
+    ]
+    text = render_stacks(entries)
+    assert text.startswith("--- 5000 threads with this stack: 'pool-0', 'pool-1'")
+    assert "'pool-7' and 4992 more ---" in text
+    assert "--- thread 'odd-2' (daemon=False) ---" in text
+    assert len(text) < 2_000  # 5,000 threads once printed 8.7 MB
+    capped = render_stacks(entries, limit=450)
+    assert capped.endswith("--- 2 more stacks (2 threads) left out ---")
+    assert "odd-0" in capped
+    assert render_stacks([]) == "(no live threads)"
+    # and on real threads: this one's stack, by name
+    assert "--- thread 'MainThread' (daemon=False) ---" in format_thread_stacks(
+        [threading.main_thread()]
+    )

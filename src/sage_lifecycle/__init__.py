@@ -25,6 +25,7 @@ from ._plugin import pytest_addoption as pytest_addoption
 from ._plugin import pytest_configure as pytest_configure
 from ._plugin import pytest_runtest_call as pytest_runtest_call
 from ._plugin import pytest_terminal_summary as pytest_terminal_summary
+from ._plugin import pytest_timeout_set_timer as pytest_timeout_set_timer
 
 if TYPE_CHECKING:
     from .contract import PROPERTIES, Property, Violation, check

@@ -8,6 +8,7 @@ controller's table is gathered from every worker and equals the table without xd
 
 from __future__ import annotations
 
+import atexit
 import os
 import sys
 import threading
@@ -18,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from ._plugin import EXPIRES, TIMEOUT
 
 PLUGIN_NAME = "lifecycle-conformance"
 _VERDICT = "lifecycle_verdict"
@@ -45,6 +48,8 @@ class ConformancePlugin:
         self.verdicts: dict[str, dict[str, Any]] = {}
         self.exitstatus: int = 0
         self._threads_before = set(threading.enumerate())
+        #: The property whose search runs now, and its bookkeeping.
+        self.running: tuple[str, Any] | None = None
 
     # -- collection ----------------------------------------------------------------
     def pytest_ignore_collect(self, collection_path: Path, config: pytest.Config) -> bool:
@@ -75,31 +80,128 @@ class ConformancePlugin:
         __tracebackhide__ = True
         from hypothesis import settings as hsettings
 
-        from .machines import LifecycleMachine, run_search
+        from .machines import LifecycleMachine, OutOfTime, run_search
 
         s = self.settings
         machine = LifecycleMachine.for_property(
-            prop, target_factory=s.factory, deadline=s.deadline, hold=s.hold
+            prop,
+            target_factory=s.factory,
+            deadline=self._deadline(item),
+            hold=s.hold,
+            expires=self._stop_at(item),
         )
         started = time.monotonic()
-        outcome = run_search(machine, hsettings(), replays=s.replays)
+        self.running = (prop, machine.search)
+        try:
+            outcome = run_search(machine, hsettings(), replays=s.replays)
+        except OutOfTime:
+            outcome = self._cut(item, machine.search)
+        except BaseException:
+            if self._expired(item) is None:
+                raise
+            outcome = self._cut(item, machine.search)
+        else:
+            if self._expired(item) is not None and outcome.verdict != "FAIL":
+                outcome = self._cut(item, machine.search)
+        finally:
+            self.running = None
         self._report(item, prop, outcome, started)
+
+    def _stop_at(self, item: pytest.Item) -> float | None:
+        """When the search stops by itself: early enough that its teardown and the
+        verdict fit inside pytest-timeout's timeout, so that never has to fire."""
+        expires = item.stash.get(EXPIRES, None)
+        timeout = item.stash.get(TIMEOUT, None)
+        if expires is None or timeout is None:
+            return None
+        return expires - min(1.0, 0.25 * timeout)
+
+    def _deadline(self, item: pytest.Item) -> float:
+        """The deadline, cut to a quarter of what pytest-timeout leaves the search (a hang
+        then ends with its story, not with the test's timeout)."""
+        expires = item.stash.get(EXPIRES, None)
+        if expires is None:
+            return self.settings.deadline
+        return max(0.05, min(self.settings.deadline, (expires - time.monotonic()) / 4))
+
+    def _expired(self, item: pytest.Item) -> float | None:
+        """pytest-timeout's timeout, if the search's share of it ran out."""
+        stop_at = self._stop_at(item)
+        if stop_at is None or time.monotonic() < stop_at:
+            return None
+        return item.stash.get(TIMEOUT, None)
+
+    def _cut(self, item: pytest.Item, search: Any) -> Any:
+        """The verdict of a search pytest-timeout ended: a violation already seen is still
+        a FAIL (with the story of the run that showed it); otherwise no verdict."""
+        from .machines import Outcome
+
+        timeout = self._expired(item)
+        cut = (
+            f"pytest-timeout's {timeout:g} s ended the search after {search.runs} topologies; "
+            "give the conformance tests a longer --timeout or a smaller --hypothesis-profile"
+        )
+        with search.lock:
+            seen = list(search.failures)
+        if seen:
+            failure = seen[-1]
+            return Outcome(
+                "FAIL",
+                search.runs,
+                search.exercised,
+                reason=failure.violations[0].message,
+                story=f"{failure.story}\n\nNot shrunk or replayed: {cut}.",
+                failure=failure,
+                violations=failure.violations,
+            )
+        return Outcome("ERROR", search.runs, search.exercised, reason=cut)
+
+    def timeout_story(self) -> str:
+        """For pytest-timeout's thread method, which ends the process: what ran so far."""
+        running = self.running
+        lines = [f"{r}: {v['verdict']}" for r, v in self.verdicts.items()]
+        if running is not None:
+            prop, search = running
+            lines.append(
+                f"{prop}: cut by pytest-timeout after {search.runs} topologies, "
+                f"{len(search.failures)} violation(s) seen"
+            )
+        return "lifecycle conformance so far:\n" + "\n".join(f"  {line}" for line in lines)
 
     def run_white_box(self, item: pytest.Item) -> None:
         """The body of the white-box test: the target's dispatcher under stop signals."""
         __tracebackhide__ = True
         from hypothesis import settings as hsettings
 
-        from .machines import DispatcherMachine, run_white_box
+        from .machines import DispatcherMachine, OutOfTime, run_white_box
 
         s = self.settings
         machine = type(
             "WhiteBoxMachine",
             (DispatcherMachine,),
-            {"dispatcher_class": s.dispatcher, "deadline": s.deadline},
+            {
+                "dispatcher_class": s.dispatcher,
+                "deadline": self._deadline(item),
+                "expires": self._stop_at(item),
+            },
         )
         started = time.monotonic()
-        self._report(item, WHITE_BOX, run_white_box(machine, hsettings()), started)
+        try:
+            outcome = run_white_box(machine, hsettings())
+        except OutOfTime:
+            outcome = None
+        except BaseException:
+            if self._expired(item) is None:
+                raise
+            outcome = None
+        if outcome is None or (self._expired(item) is not None and outcome.verdict != "FAIL"):
+            from .machines import Outcome
+
+            outcome = Outcome(
+                "ERROR",
+                reason=f"pytest-timeout's {self._expired(item):g} s ended the white-box search",
+            )
+        self._report(item, WHITE_BOX, outcome, started)
 
     def _report(self, item: pytest.Item, row: str, outcome: Any, started: float) -> None:
         """Put the verdict on the report (it travels to the xdist controller), and fail the
@@ -196,6 +298,7 @@ class ConformancePlugin:
             )
             sys.stdout.flush()
             sys.stderr.flush()
+            atexit._run_exitfuncs()  # what a normal exit does: temp dirs, log handlers
             os._exit(self.exitstatus)
 
 

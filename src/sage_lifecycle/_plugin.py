@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from collections.abc import Callable, Generator, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -78,8 +80,30 @@ class _Session:
     dispatcher: type[Dispatcher] | None
     envs: list[LocalEnvironment] = field(default_factory=list)
     done: bool = False
+    #: When pytest-timeout will end this test (``time.monotonic()``), if it will.
+    expires: float | None = None
+    #: Why the deadline is shorter than configured, shown with a failure.
+    notes: list[str] = field(default_factory=list)
+
+    def budget(self, wanted: float) -> float:
+        """``wanted`` seconds, or less so that the test ends before its timeout fires."""
+        if self.expires is None:
+            return wanted
+        left = self.expires - time.monotonic()
+        return max(0.0, min(wanted, left - _timeout_margin(left)))
 
 
+def _timeout_margin(left: float) -> float:
+    """Time kept free before pytest-timeout fires, for the report and the teardown."""
+    return min(1.0, 0.2 * max(left, 0.0))
+
+
+#: Seconds a test interrupted by Ctrl-C or its timeout may spend closing its jobs.
+_HURRY = 0.5
+
+#: When pytest-timeout will fire for an item (``time.monotonic()``), and its timeout.
+EXPIRES = pytest.StashKey[float]()
+TIMEOUT = pytest.StashKey[float]()
 _SETTINGS = pytest.StashKey[_Settings]()
 _STATS = pytest.StashKey[_Stats]()
 _SESSION = pytest.StashKey[_Session]()
@@ -301,6 +325,7 @@ def _session(request: pytest.FixtureRequest) -> _Session:
     session = item.stash.get(_SESSION, None)
     if session is None:
         session = _marker_settings(item, request.config.stash[_SETTINGS])
+        session.expires = item.stash.get(EXPIRES, None)
         item.stash[_SESSION] = session
     return session
 
@@ -319,7 +344,18 @@ def lifecycle_trace(request: pytest.FixtureRequest) -> Trace:
 def _make_env(session: _Session, name: str, **kwargs: Any) -> LocalEnvironment:
     from .reference import LocalEnvironment
 
-    kwargs.setdefault("deadline", session.deadline)
+    if "deadline" not in kwargs:
+        # Half of what is left before pytest-timeout fires: the wait's own deadline
+        # then ends a hang with the story, and the teardown still fits after it.
+        fit = session.budget(session.deadline)
+        if session.expires is not None:
+            fit = min(fit, max(0.0, session.expires - time.monotonic()) / 2)
+        if fit < session.deadline:
+            session.notes.append(
+                f"the lifecycle deadline of job {name}#{len(session.envs) + 1} was cut from "
+                f"{session.deadline:g} s to {fit:.3g} s to fit the test's pytest-timeout"
+            )
+        kwargs["deadline"] = max(fit, 0.001)
     # Numbered within the test, so a job's id never depends on which tests ran before.
     kwargs.setdefault("job", f"{name}#{len(session.envs) + 1}")
     if session.dispatcher is not None:
@@ -375,12 +411,48 @@ def _close_all(session: _Session) -> list[BaseException]:
     errors: list[BaseException] = []
     for env in session.envs:
         try:
-            env.close()
+            env.close(timeout=session.budget(env.deadline))
         except JobHangError:
             pass  # the trace holds the deadline event: no-hang reports it with stacks
         except Exception as exc:
             errors.append(exc)
     return errors
+
+
+def _interrupted(item: pytest.Item, session: _Session, why: str) -> str:
+    """The story so far of a test that Ctrl-C or its timeout ended: no wait, no blame.
+
+    Only what is already wrong counts (the safety half of the contract); a wait still
+    running is shown, not reported as a hang, since the test, not the job, ran out of time.
+    """
+    from ._stacks import format_thread_stacks
+    from .contract import check
+    from .report import format_report, format_timeline
+    from .trace import EventKind
+
+    session.done = True
+    events = session.trace.events()
+    violations = check(events, properties=session.properties, complete=False)
+    ended = {e.get("begin") for e in events if e.kind is EventKind.WAIT_END}
+    waiting = [e for e in events if e.kind is EventKind.WAIT_BEGIN and e.seq not in ended]
+    threads = [t for env in session.envs if env.dispatcher for t in env.dispatcher.threads()]
+    lines = [f"{why}; the lifecycle story so far:"]
+    lines += [
+        f"  {e.subject}() of job {e.job!r} was still waiting (event #{e.seq})" for e in waiting
+    ]
+    lines.append(
+        format_report(violations, events)
+        if violations
+        else "no contract violation so far\ntimeline:\n" + format_timeline(events)
+    )
+    lines += [*session.notes, "stacks of the job's threads:", format_thread_stacks(threads)]
+    for env in session.envs:  # best effort, bounded: let the job's threads go
+        if env.dispatcher is not None:
+            env.dispatcher.request_stop()
+            env.dispatcher.release(_HURRY / max(1, len(session.envs)))
+    item.config.stash[_STATS].tests += 1
+    item.config.stash[_STATS].jobs += len(session.envs)
+    return "\n".join(lines)
 
 
 def _unended(item: pytest.Item, session: _Session) -> list[str]:
@@ -416,16 +488,17 @@ def _finish(
     errors = _close_all(session)
     for env in session.envs:  # a wait that returned early: let the trace show the rest
         if env.dispatcher is not None:
-            env.dispatcher.settle(session.deadline)
+            env.dispatcher.settle(session.budget(session.deadline) / 2)
     events = session.trace.events()
     violations = check(events, properties=session.properties)
     # Only now, with the verdict taken, let a misbehaving job end so no thread outlives
     # the test; what this records comes after the trace that was checked.
+    grace = session.budget(session.deadline)
     stuck = [
         t.name
         for env in session.envs
         if env.dispatcher is not None
-        for t in env.dispatcher.release(session.deadline)
+        for t in env.dispatcher.release(grace)
     ]
     item.ihook.pytest_lifecycle_checked(item=item, events=events, violations=violations)
     stats = item.config.stash[_STATS]
@@ -439,10 +512,12 @@ def _finish(
         text += ("\n\n" if text else "") + _unwaited(errors)
     if stuck:
         text += ("\n\n" if text else "") + (
-            f"threads still alive {session.deadline} s after the test: {', '.join(stuck)}"
+            f"threads still alive {grace:.3g} s after the test: {', '.join(stuck)}"
         )
     if unended:
         text += ("\n\n" if text else "") + "\n".join(unended)
+    if text and session.notes:
+        text += "\n\n" + "\n".join(session.notes)
     return violations, text
 
 
@@ -457,11 +532,22 @@ def _unwaited(errors: Sequence[BaseException]) -> str:
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
     try:
         result = yield
-    except BaseException:
+    except BaseException as exc:
         session = item.stash.get(_SESSION, None)
         if session is not None and not session.done:
-            _, text = _finish(item, session, body_failed=True)
-            if text:
+            why = _why_interrupted(item, session, exc)
+            if why is not None:
+                text = _interrupted(item, session, why)
+            else:
+                _, text = _finish(item, session, body_failed=True)
+            reporter = item.config.pluginmanager.get_plugin("terminalreporter")
+            if isinstance(exc, KeyboardInterrupt) and reporter is not None:
+                # pytest reports no test on Ctrl-C: the story goes straight to the terminal
+                capman = item.config.pluginmanager.get_plugin("capturemanager")
+                with capman.global_and_fixture_disabled() if capman else nullcontext():
+                    reporter.write_sep("!", f"lifecycle: {item.nodeid}")
+                    reporter.write_line(text)
+            elif text:
                 item.add_report_section("call", "lifecycle", text)
         raise
     session = item.stash.get(_SESSION, None)
@@ -470,6 +556,65 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
         if text:
             pytest.fail(text, pytrace=False)
     return result
+
+
+def _why_interrupted(item: pytest.Item, session: _Session, exc: BaseException) -> str | None:
+    """Whether Ctrl-C or pytest-timeout ended the test (then teardown must be quick)."""
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted (KeyboardInterrupt)"
+    if session.expires is not None and time.monotonic() >= session.expires - 0.05:
+        return f"{item.nodeid} ran out of its pytest-timeout"
+    return None
+
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)
+def pytest_timeout_set_timer(item: pytest.Item, settings: Any) -> bool | None:
+    """pytest-timeout is the outer bound: fit the lifecycle deadlines inside it.
+
+    With the ``signal`` method pytest-timeout's own timer fails the test in the main
+    thread, and ``pytest_runtest_call`` adds the lifecycle story. The ``thread`` method
+    ends the process from a timer thread: this timer tells the story first, then hands
+    over to pytest-timeout's (which dumps every thread's stack and exits).
+    """
+    timeout = float(settings.timeout)
+    item.stash[EXPIRES] = time.monotonic() + timeout
+    item.stash[TIMEOUT] = timeout
+    signal_ok = threading.current_thread() is threading.main_thread()
+    if settings.method == "signal" and signal_ok:
+        return None
+    import pytest_timeout  # type: ignore[import-untyped]
+
+    def expire() -> None:
+        if not pytest_timeout.is_debugging():
+            session = item.stash.get(_SESSION, None)
+            from ._conformance import PLUGIN_NAME
+
+            conformance = item.config.pluginmanager.get_plugin(PLUGIN_NAME)
+            story = ""
+            if session is not None and not session.done:
+                why = f"Timeout: {item.nodeid} ran out of its pytest-timeout of {timeout:g} s"
+                story = _interrupted(item, session, why)
+            elif conformance is not None:
+                story = conformance.timeout_story()
+            if story:
+                writer = item.config.get_terminal_writer()
+                writer.sep("+", title="lifecycle")
+                writer.line(story)
+                writer.flush()
+        pytest_timeout.timeout_timer(item, settings)
+
+    timer = threading.Timer(timeout, expire)
+    timer.name = f"sage_lifecycle timeout {item.nodeid}"
+    timer.daemon = True
+
+    def cancel() -> None:
+        timer.cancel()
+        if timer is not threading.current_thread():
+            timer.join()
+
+    item.cancel_timeout = cancel  # type: ignore[attr-defined]  # pytest-timeout's cancel hook
+    timer.start()
+    return True
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:

@@ -9,16 +9,55 @@ from collections.abc import Iterable
 
 __all__ = ["format_thread_stacks"]
 
+#: Thread names listed for one stack before "and N more".
+_NAMES = 8
+#: Characters of stacks in one report; a job of thousands of threads stays readable.
+_LIMIT = 64_000
 
-def format_thread_stacks(threads: Iterable[threading.Thread] | None = None) -> str:
-    """Format the current stack of each live thread in ``threads`` (all threads if None)."""
+
+def format_thread_stacks(
+    threads: Iterable[threading.Thread] | None = None, *, limit: int = _LIMIT
+) -> str:
+    """Format the current stack of each live thread in ``threads`` (all threads if None).
+
+    Threads parked at the same place share one stack ("3 threads: a, b, c"), and the
+    text stops near ``limit`` characters saying how many stacks it left out.
+    """
     frames = sys._current_frames()
     chosen = list(threading.enumerate() if threads is None else threads)
-    parts: list[str] = []
+    entries: list[tuple[str, bool, str]] = []
     for t in chosen:
         frame = frames.get(t.ident) if t.ident is not None else None
         if frame is None or not t.is_alive():
             continue
-        stack = "".join(traceback.format_stack(frame)).rstrip()
-        parts.append(f"--- thread {t.name!r} (daemon={t.daemon}) ---\n{stack}")
-    return "\n".join(parts) if parts else "(no live threads)"
+        entries.append((t.name, t.daemon, "".join(traceback.format_stack(frame)).rstrip()))
+    return render_stacks(entries, limit=limit)
+
+
+def render_stacks(entries: Iterable[tuple[str, bool, str]], *, limit: int = _LIMIT) -> str:
+    """Render ``(thread name, daemon, stack)`` entries, grouped by stack and capped."""
+    groups: dict[str, list[tuple[str, bool]]] = {}
+    for name, daemon, stack in entries:
+        groups.setdefault(stack, []).append((name, daemon))
+    if not groups:
+        return "(no live threads)"
+    parts: list[str] = []
+    size = 0
+    for shown, (stack, group) in enumerate(groups.items()):
+        if len(group) == 1:
+            name, daemon = group[0]
+            head = f"--- thread {name!r} (daemon={daemon}) ---"
+        else:
+            names = ", ".join(repr(n) for n, _ in group[:_NAMES])
+            more = f" and {len(group) - _NAMES} more" if len(group) > _NAMES else ""
+            head = f"--- {len(group)} threads with this stack: {names}{more} ---"
+        part = f"{head}\n{stack}"
+        if parts and size + len(part) > limit:
+            rest = list(groups.values())[shown:]
+            parts.append(
+                f"--- {len(rest)} more stacks ({sum(map(len, rest))} threads) left out ---"
+            )
+            break
+        parts.append(part)
+        size += len(part)
+    return "\n".join(parts)

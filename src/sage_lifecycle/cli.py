@@ -120,6 +120,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             if value is not None:
                 pytest_args.append(f"--lifecycle-{name}={value}")
         saved = os.environ.pop("PYTEST_ADDOPTS", None)
+        if opts.profile == "ci" and "HYPOTHESIS_STORAGE_DIRECTORY" not in os.environ:
+            # ci keeps no example database: nothing of Hypothesis's (its constants cache)
+            # lands in the caller's directory either.
+            os.environ["HYPOTHESIS_STORAGE_DIRECTORY"] = str(Path(home, "hypothesis"))
         try:
             code = int(pytest.main([*pytest_args, *extra]))
         finally:

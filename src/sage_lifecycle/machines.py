@@ -81,6 +81,16 @@ class TargetDidNotRun(HarnessError):
     no verdict about the contract can rest on such a run."""
 
 
+class OutOfTime(BaseException):
+    """The search ran out of the time it was given (``expires``), as pytest-timeout's
+    bound requires. A ``BaseException``, so Hypothesis neither shrinks nor replays it."""
+
+
+def _check_time(expires: float | None) -> None:
+    if expires is not None and time.monotonic() >= expires:
+        raise OutOfTime("the search ran out of its time")
+
+
 @dataclass(frozen=True)
 class Failure:
     """A violation the harness saw: the run's topology, its schedule and its story."""
@@ -147,6 +157,9 @@ class LifecycleMachine(RuleBasedStateMachine):
     #: The contract properties this machine checks; ``None`` checks them all.
     properties: ClassVar[tuple[str, ...] | None] = None
     search: ClassVar[Search] = stats
+    #: ``time.monotonic()`` after which no example starts and no step runs (``None``: no
+    #: limit); past it the machine raises :class:`OutOfTime`.
+    expires: ClassVar[float | None] = None
     #: The topology and violations of the last failing example (after shrinking, the
     #: minimal one), for tools and tests that drive the machine.
     last_failure: ClassVar[tuple[Topology | None, tuple[Any, ...]] | None] = None
@@ -196,11 +209,13 @@ class LifecycleMachine(RuleBasedStateMachine):
     # -- the run -------------------------------------------------------------------
     @initialize(data=st.data())
     def start(self, data: Any) -> None:
+        _check_time(self.expires)  # before drawing: a draw may cost a second on its own
         topology: Topology = data.draw(self.topologies(), label="topology")
         self.begin(topology)
 
     def begin(self, topology: Topology) -> None:
         """Build ``topology`` on a fresh target and start its wait on a harness thread."""
+        _check_time(self.expires)
         target = type(self).target_factory()
         job = f"{target.name}#{type(self).search.next_job()}"
         probes = Probes(topology, self.trace, job=job, gate_timeout=self.deadline)
@@ -258,6 +273,7 @@ class LifecycleMachine(RuleBasedStateMachine):
         happen while it is closed has happened, and each step ends in the same state
         whatever the machine's speed: the invariants see the same thing on replay.
         """
+        _check_time(self.expires)
         self.trace.wait_idle(self._hold(), timeout=self.deadline)
 
     # The draws below have the same shape whatever the job is doing (an index, not a
@@ -505,6 +521,7 @@ class DispatcherMachine(RuleBasedStateMachine):
 
     dispatcher_class: ClassVar[type[Dispatcher]] = Dispatcher
     deadline: ClassVar[float] = 30.0
+    expires: ClassVar[float | None] = None
 
     def __init__(self) -> None:
         super().__init__()
@@ -518,6 +535,7 @@ class DispatcherMachine(RuleBasedStateMachine):
 
     @initialize(tasks=st.integers(1, 6), services=st.integers(0, 3))
     def start(self, tasks: int, services: int) -> None:
+        _check_time(self.expires)
         cls = type("WhiteBox", (_VirtualTasks, self.dispatcher_class), {})
         d: _VirtualTasks = cls(
             f"white-box#{next(_white_box_jobs)}", observer=self.trace, deadline=self.deadline
@@ -529,6 +547,7 @@ class DispatcherMachine(RuleBasedStateMachine):
 
     @rule(data=st.data(), concurrent=st.booleans())
     def signal(self, data: Any, concurrent: bool) -> None:
+        _check_time(self.expires)
         names = data.draw(
             st.lists(st.sampled_from(self.names), min_size=1, max_size=4), label="stop signals"
         )

@@ -23,7 +23,9 @@ Select it with ``--lifecycle-target=sage`` (registered as an entry point).
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 import threading
 from typing import Any
@@ -71,7 +73,10 @@ def _prepare_process() -> None:
     """Redirect SAGE's logs and quiet its console, once, unless the caller chose."""
     with _env_lock:
         if "SAGE_PROJECT_ROOT" not in os.environ:
-            os.environ["SAGE_PROJECT_ROOT"] = tempfile.mkdtemp(prefix="sage-lifecycle-")
+            root = tempfile.mkdtemp(prefix="sage-lifecycle-logs-")
+            os.environ["SAGE_PROJECT_ROOT"] = root
+            # SAGE writes tens of megabytes of logs per run: gone when the process ends.
+            atexit.register(shutil.rmtree, root, ignore_errors=True)
         os.environ.setdefault("SAGE_LOG_LEVEL", "WARNING")
 
 

@@ -26,7 +26,7 @@ def check(events: Sequence[Event], *, complete: bool = True) -> list[Violation]:
                 violation(
                     PROPERTY,
                     f"{e.subject}() did not return within its deadline of "
-                    f"{e.get('deadline', '?')} s",
+                    f"{_seconds(e.get('deadline'))} s",
                     [begin, e] if begin is not None else [e],
                     detail=str(e.get("stacks", "")),
                 )
@@ -44,3 +44,7 @@ def check(events: Sequence[Event], *, complete: bool = True) -> list[Violation]:
 def exercised(events: Sequence[Event]) -> bool:
     """Put to the test when a wait began (it then returns, or its deadline is recorded)."""
     return any(e.kind is EventKind.WAIT_BEGIN for e in events)
+
+
+def _seconds(value: object) -> str:
+    return f"{value:.3g}" if isinstance(value, (int, float)) else "?"

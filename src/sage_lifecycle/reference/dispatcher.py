@@ -625,7 +625,7 @@ class Dispatcher:
             self._record(EventKind.WAIT_END, subject, begin=begin_seq, outcome="deadline")
             raise JobHangError(
                 f"job {self.job!r}: {subject}() did not finish within its deadline of "
-                f"{limit} s; tasks not stopped: {sorted(self.tasks)}; services not "
+                f"{limit:.3g} s; tasks not stopped: {sorted(self.tasks)}; services not "
                 f"cleaned: {sorted(self.services)}. Stacks of the job's threads:\n{stacks}"
             )
         self._reap()

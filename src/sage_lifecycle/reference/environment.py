@@ -263,17 +263,18 @@ class LocalEnvironment:
         self._dispatcher.request_stop()
         self._dispatcher.wait("stop")
 
-    def close(self) -> None:
+    def close(self, timeout: float | None = None) -> None:
         """Stop the job and wait for it unless a wait already did; safe to call twice.
 
         Raises the job's failures if no wait raised them yet, so they are never lost.
+        ``timeout`` bounds the wait instead of the environment's deadline.
         """
         if self._closed:
             return
         self._closed = True
         if self._dispatcher is not None and not self._dispatcher.waited:
             self._dispatcher.request_stop()
-            self._dispatcher.wait("close")
+            self._dispatcher.wait("close", timeout)
 
     def __enter__(self) -> LocalEnvironment:
         return self
