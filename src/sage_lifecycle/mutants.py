@@ -130,15 +130,15 @@ class SkipsFailedSetupCleanup(Dispatcher):
 
 
 class _StopsAtFirstSignal(TaskRuntime):
-    def connect(self, downstream: list[TaskRuntime]) -> None:
-        super().connect(downstream)
-        for task in downstream:
-            task.expected_stops = 1
+    def stage_ended(self) -> bool:
+        # The first instance to end speaks for the whole stage.
+        return self.node_end.end_one() == self.node.parallelism - 1
 
 
 class StopsAtFirstSignal(Dispatcher):
-    """A stage stops at the first stop signal it receives instead of one from every
-    upstream instance: items a slower parallel instance still sends are dropped."""
+    """A parallel stage tells downstream it ended when its first instance ends, not its
+    last: downstream stops at that signal, and items a slower instance still sends are
+    dropped."""
 
     task_class = _StopsAtFirstSignal
 

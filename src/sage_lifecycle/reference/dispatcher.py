@@ -7,9 +7,11 @@ stopped. The life of a job, each step recorded into the observer:
 
 1. every service starts on its own thread: constructed, then ``setup()``;
 2. a controller thread waits for the setups, then starts one thread per task instance;
-3. sources emit until ``execute()`` returns ``None`` (or a stop is requested) and send a
-   stop signal downstream after their last item; each stage stops once it has received
-   a stop signal from every upstream instance, and then signals the dispatcher;
+3. sources emit until ``execute()`` returns ``None`` (or a stop is requested); when the
+   last instance of a stage ends, the stage sends one stop signal to each downstream
+   instance, after every item its instances sent (the fan-out is P + Q, not P x Q);
+   each instance stops once every upstream stage has signalled, and then signals the
+   dispatcher;
 4. when the last task has stopped, the controller joins the task threads, then cleans
    the services one at a time in reverse registration order (each exactly once, even
    when another's cleanup raised) and joins their threads;
@@ -299,6 +301,22 @@ class ServiceRuntime:
             call.future.set_result(result)
 
 
+class NodeEnd:
+    """How many instances of one stage are still running; the last one to end says so
+    downstream. One stop per downstream instance per upstream stage: the fan-out of
+    stop signals between two parallel stages grows as P + Q, not P x Q."""
+
+    def __init__(self, instances: int) -> None:
+        self._lock = threading.Lock()
+        self.running = instances
+
+    def end_one(self) -> int:
+        """Count one instance as ended; return how many are still running."""
+        with self._lock:
+            self.running -= 1
+            return self.running
+
+
 class TaskRuntime:
     """One parallel instance of a pipeline stage, run on its own thread."""
 
@@ -310,25 +328,36 @@ class TaskRuntime:
         self.queue: SimpleQueue[_Item | _Stop] = SimpleQueue()
         self.targets: list[list[TaskRuntime]] = []
         self._next: list[int] = []
+        #: Stop signals this instance waits for: one from each upstream stage.
         self.expected_stops = 0
+        #: Shared by the instances of this stage (set by the dispatcher).
+        self.node_end = NodeEnd(1)
         self.thread: threading.Thread | None = None
         self.function: Any = None
 
     def connect(self, downstream: list[TaskRuntime]) -> None:
         self.targets.append(downstream)
         self._next.append(self.index % len(downstream))
-        for t in downstream:
-            t.expected_stops += 1
+        if self.index == 0:  # the stage, not each instance, sends the stop
+            for t in downstream:
+                t.expected_stops += 1
 
     def _emit(self, item: _Item) -> None:
         for i, edge in enumerate(self.targets):
             edge[self._next[i] % len(edge)].queue.put(item)
             self._next[i] += 1
 
+    def stage_ended(self) -> bool:
+        """Count this instance as ended; whether the whole stage has now ended."""
+        return self.node_end.end_one() == 0
+
     def _send_stop(self) -> None:
-        for edge in self.targets:
-            for target in edge:
-                target.queue.put(_STOP)
+        """When the stage's last instance ends, stop every downstream instance: each
+        instance's items are already queued ahead of it (queues are FIFO)."""
+        if self.stage_ended():
+            for edge in self.targets:
+                for target in edge:
+                    target.queue.put(_STOP)
 
     def _fail(self, exc: BaseException) -> None:
         event = self.dispatcher._record(
@@ -492,6 +521,9 @@ class Dispatcher:
         instances: dict[str, list[TaskRuntime]] = {}
         for node in nodes:
             instances[node.name] = [self.task_class(self, node, i) for i in range(node.parallelism)]
+            end = NodeEnd(node.parallelism)
+            for task in instances[node.name]:
+                task.node_end = end
         for node in nodes:
             for downstream in node.downstream:
                 for task in instances[node.name]:
