@@ -4,6 +4,8 @@ smallest job, and the white-box machine holds on the reference dispatcher."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from hypothesis import Phase, settings
 from hypothesis import strategies as st
@@ -110,6 +112,33 @@ def test_a_violation_hypothesis_cannot_replay_is_a_finding_with_its_rate() -> No
     assert "could not replay it reliably" in outcome.story
     assert "reproduced it 0/4" in outcome.story
     assert "no-early-return [job reference#1]" in outcome.story
+
+
+class _FirstBuildCrashes(ReferenceTarget):
+    """An adapter that crashes building the process's first job only."""
+
+    crashed = False
+
+    def build(self, probes: Any) -> None:
+        if not type(self).crashed:
+            type(self).crashed = True
+            raise ConnectionError("runtime not reachable yet")
+        super().build(probes)
+
+
+def test_an_adapter_crash_hypothesis_cannot_replay_is_an_error_named_as_itself() -> None:
+    _FirstBuildCrashes.crashed = False
+    machine = LifecycleMachine.for_property("no-thread-leak", target_factory=_FirstBuildCrashes)
+    topology = Topology((ServiceSpec("s0"),), (PipelineSpec(items=1),))
+    machine.topologies = lambda self: st.just(topology)  # type: ignore[method-assign]
+    outcome = run_search(machine, settings(max_examples=5, database=None), replays=2)
+    assert outcome.verdict == "ERROR", outcome
+    assert outcome.reason.startswith(
+        "HarnessError: target 'reference' failed to build the job: ConnectionError: runtime "
+        "not reachable yet"
+    ), outcome.reason
+    assert outcome.reason.endswith("(in one run; Hypothesis could not make it happen again)")
+    assert "Flaky" not in outcome.reason
 
 
 def test_a_search_that_never_exercised_its_property_is_not_a_pass() -> None:

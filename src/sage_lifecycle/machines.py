@@ -706,7 +706,16 @@ def run_search(machine: type[LifecycleMachine], settings: Any, *, replays: int =
         with search.lock:
             seen = list(search.failures)
         if not seen:
-            reason = f"Hypothesis: {type(exc).__name__}: {_first_line(str(exc))}"
+            # Not a violation (those are recorded as seen): what the first run raised, an
+            # adapter crash or a job that never ran, is the reason, named as itself.
+            leaf = _leaves(exc)[0]
+            if leaf is exc:
+                reason = f"Hypothesis: {type(exc).__name__}: {_first_line(str(exc))}"
+            else:
+                reason = (
+                    f"{type(leaf).__name__}: {_first_line(str(leaf))} (in one run; Hypothesis "
+                    "could not make it happen again)"
+                )
             return _error(search, reason, _traceback(exc))
         failure = seen[-1]
         hits = replay(machine, failure, runs=replays)
