@@ -42,6 +42,26 @@ def test_slow_body(lifecycle_env):
 """
 
 
+def run(pytester: pytest.Pytester, method: str, *args: str) -> pytest.RunResult:
+    """pytest with the plugin under ``--timeout=3`` and the given method, timing each phase."""
+    return pytester.runpytest_subprocess(
+        "-p",
+        "sage_lifecycle",
+        f"--timeout={TIMEOUT}",
+        f"--timeout-method={method}",
+        "--durations=0",
+        "--durations-min=0",
+        *args,
+    )
+
+
+def contract_call_seconds(output: str) -> float:
+    """The first conformance search's call time, from ``--durations=0``."""
+    calls = re.findall(r"^([\d.]+)s call .*test_contract", output, re.M)
+    assert calls, output
+    return float(calls[0])
+
+
 def durations(output: str) -> float:
     """The test's own wall time (setup + call + teardown) from ``--durations=0``."""
     return sum(float(m) for m in re.findall(r"^([\d.]+)s (?:setup|call|teardown) ", output, re.M))
@@ -54,13 +74,9 @@ def test_a_hung_wait_fails_with_no_hang_inside_the_timeout(
     # The wait's deadline is cut to fit the timeout, so the job's own no-hang verdict,
     # with its stacks, comes first, and the teardown still fits before the timeout.
     pytester.makepyfile(test_jobs=JOBS)
-    result = pytester.runpytest_subprocess(
-        "-p",
-        "sage_lifecycle",
-        f"--timeout={TIMEOUT}",
-        f"--timeout-method={method}",
-        "--durations=0",
-        "--durations-min=0",
+    result = run(
+        pytester,
+        method,
         "test_jobs.py::test_hung_wait",
     )
     result.assert_outcomes(failed=1)
@@ -78,13 +94,9 @@ def test_a_hung_wait_fails_with_no_hang_inside_the_timeout(
 
 def test_the_signal_timeout_fails_with_the_story_so_far(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_jobs=JOBS)
-    result = pytester.runpytest_subprocess(
-        "-p",
-        "sage_lifecycle",
-        f"--timeout={TIMEOUT}",
-        "--timeout-method=signal",
-        "--durations=0",
-        "--durations-min=0",
+    result = run(
+        pytester,
+        "signal",
         "test_jobs.py::test_slow_body",
     )
     result.assert_outcomes(failed=1)
@@ -140,16 +152,12 @@ def pytest_runtest_setup(item):
 def test_a_conformance_search_stops_itself_inside_the_timeout_with_no_verdict(
     pytester: pytest.Pytester, method: str
 ) -> None:
-    result = pytester.runpytest_subprocess(
-        "-p",
-        "sage_lifecycle",
+    result = run(
+        pytester,
+        method,
         "--lifecycle-conformance",
         "--lifecycle-properties=no-hang",
         "--hypothesis-profile=deep",
-        f"--timeout={TIMEOUT}",
-        f"--timeout-method={method}",
-        "--durations=0",
-        "--durations-min=0",
     )
     assert result.ret == 1
     result.stdout.fnmatch_lines(
@@ -161,9 +169,7 @@ def test_a_conformance_search_stops_itself_inside_the_timeout_with_no_verdict(
     )
     out = result.stdout.str()
     assert "Timeout (>" not in out  # the search stopped before pytest-timeout had to fire
-    calls = re.findall(r"^([\d.]+)s call .*test_contract", out, re.M)
-    assert calls
-    assert float(calls[0]) <= TIMEOUT
+    assert contract_call_seconds(out) <= TIMEOUT
 
 
 HANGING_ADAPTER = """
@@ -182,16 +188,12 @@ def test_a_search_stuck_in_the_adapter_ends_at_the_timeout_with_what_ran(
     pytester: pytest.Pytester, method: str
 ) -> None:
     pytester.makepyfile(hanging_adapter=HANGING_ADAPTER)
-    result = pytester.runpytest_subprocess(
-        "-p",
-        "sage_lifecycle",
+    result = run(
+        pytester,
+        method,
         "--lifecycle-conformance",
         "--lifecycle-target=hanging_adapter:Hangs",
         "--lifecycle-properties=no-hang",
-        f"--timeout={TIMEOUT}",
-        f"--timeout-method={method}",
-        "--durations=0",
-        "--durations-min=0",
         "-p",
         "no:cacheprovider",
     )
@@ -201,9 +203,7 @@ def test_a_search_stuck_in_the_adapter_ends_at_the_timeout_with_what_ran(
         result.stdout.fnmatch_lines(
             ["no-hang * ERROR    pytest-timeout's 3 s ended the search after 1 topologies*"]
         )
-        calls = re.findall(r"^([\d.]+)s call .*test_contract", out, re.M)
-        assert calls
-        assert float(calls[0]) <= TIMEOUT + SLACK
+        assert contract_call_seconds(out) <= TIMEOUT + SLACK
     else:  # pytest-timeout ends the process: the lifecycle story comes first
         result.stdout.fnmatch_lines(
             [
