@@ -344,6 +344,8 @@ def lifecycle_trace(request: pytest.FixtureRequest) -> Trace:
 def _make_env(session: _Session, name: str, **kwargs: Any) -> LocalEnvironment:
     from .reference import LocalEnvironment
 
+    # Numbered within the test, so a job's id never depends on which tests ran before.
+    job = kwargs.setdefault("job", f"{name}#{len(session.envs) + 1}")
     if "deadline" not in kwargs:
         # Half of what is left before pytest-timeout fires: the wait's own deadline
         # then ends a hang with the story, and the teardown still fits after it.
@@ -352,12 +354,10 @@ def _make_env(session: _Session, name: str, **kwargs: Any) -> LocalEnvironment:
             fit = min(fit, max(0.0, session.expires - time.monotonic()) / 2)
         if fit < session.deadline:
             session.notes.append(
-                f"the lifecycle deadline of job {name}#{len(session.envs) + 1} was cut from "
+                f"the lifecycle deadline of job {job} was cut from "
                 f"{session.deadline:g} s to {fit:.3g} s to fit the test's pytest-timeout"
             )
         kwargs["deadline"] = max(fit, 0.001)
-    # Numbered within the test, so a job's id never depends on which tests ran before.
-    kwargs.setdefault("job", f"{name}#{len(session.envs) + 1}")
     if session.dispatcher is not None:
         kwargs.setdefault("dispatcher_class", session.dispatcher)
     env = LocalEnvironment(name, observer=session.trace, **kwargs)
