@@ -90,5 +90,9 @@ def pytest_collection_modifyitems(items):
 
 
 def _shape(text: str) -> str:
-    """The text with times and event numbers blanked: they differ from run to run."""
-    return re.sub(r"\d+\.\d{3}|#\d+ |\s+", " ", text)
+    """The text with every number blanked: times, event numbers and the event count.
+
+    They differ from run to run: how many events the trace holds when the test ends
+    depends on how far the job's threads got after the early return.
+    """
+    return re.sub(r"\s+", " ", re.sub(r"\d+(?:\.\d+)?", "N", text))
