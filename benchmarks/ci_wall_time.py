@@ -1,6 +1,6 @@
 """Wall time of the ``ci`` conformance profile, side by side in one run, per target.
 
-    python benchmarks/ci_wall_time.py --targets reference sage
+    python benchmarks/ci_wall_time.py --targets reference sage sage-flownet sage-kernel
 
 Each target runs in its own process (``sage-lifecycle --profile ci``), one after the
 other on the same machine; the verdict lines are printed with the times.
@@ -34,7 +34,9 @@ def run(target: str, profile: str) -> tuple[float, int, list[str]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--targets", nargs="+", default=["reference", "sage"])
+    parser.add_argument(
+        "--targets", nargs="+", default=["reference", "sage", "sage-flownet", "sage-kernel"]
+    )
     parser.add_argument("--profile", default="ci")
     args = parser.parse_args()
     results = [(t, *run(t, args.profile)) for t in args.targets]

@@ -26,6 +26,7 @@ from sage_lifecycle.reference import (
     JobHangError,
     LocalEnvironment,
     SinkFunction,
+    SourceFunction,
 )
 from sage_lifecycle.trace import Event
 
@@ -215,6 +216,126 @@ def failed_setup(dispatcher: type[Dispatcher], hold: float) -> tuple[LocalEnviro
     return env, Run(trace, drive(env, [], hold=hold))
 
 
+# -- streaming scenarios: the job runs until the ending call ---------------------------
+
+
+class Counting(SourceFunction):
+    """A streaming source: ``n`` items, then nothing more until the job is stopped."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.n, self.i = n, 0
+
+    def execute(self) -> Any:
+        if self.i < self.n:
+            self.i += 1
+            return self.i
+        return None
+
+
+def drive_stream(
+    env: LocalEnvironment,
+    gates: list[Gate],
+    *,
+    endings: tuple[str, ...] = ("stop",),
+    ready: Callable[[], bool] | None = None,
+    hold: float,
+) -> list[BaseException]:
+    """Start the streaming job, wait until ``ready()`` says the job is where the
+    scenario wants it (by default: until every item was delivered),
+    make the ending calls one after the other in a harness thread, and open the gates
+    when the first returned or ``hold`` seconds passed."""
+    errors: list[BaseException] = []
+    trace = env.observer
+    assert isinstance(trace, Trace)
+    env.submit(autostop=False)
+    assert ready() if ready is not None else trace.wait_for(_all_sunk, timeout=DEADLINE)
+
+    def end() -> None:
+        for ending in endings:
+            try:
+                getattr(env, ending)()
+            except BaseException as exc:
+                errors.append(exc)
+
+    ender = threading.Thread(target=end, name="harness-stop", daemon=True)
+    ender.start()
+    trace.wait_for(lambda events: any(e.kind is K.WAIT_END for e in events), timeout=hold)
+    for gate in gates:
+        gate.open()
+    ender.join(DEADLINE)
+    assert not ender.is_alive(), "the harness thread outlived its deadline"
+    assert env.dispatcher is not None
+    env.dispatcher.settle(DEADLINE)
+    return errors
+
+
+def _all_sunk(events: tuple[Event, ...]) -> bool:
+    return sum(e.kind is K.ITEM_SINK for e in events) >= 3
+
+
+def streaming_gated_cleanup(
+    dispatcher: type[Dispatcher], hold: float
+) -> tuple[LocalEnvironment, Run]:
+    """A streaming job whose service cleanup parks at a gate: stop() must wait for it."""
+    gate = Gate("cleanup", timeout=DEADLINE)
+
+    class Slow(BaseService):
+        def cleanup(self) -> None:
+            gate.pass_through()
+
+    trace = Trace()
+    env = LocalEnvironment("stream-cleanup", observer=trace, dispatcher_class=dispatcher)
+    env.register_service("slow", Slow)
+    env.from_source(Counting, 3).sink(lambda x: None)
+    return env, Run(trace, drive_stream(env, [gate], hold=hold))
+
+
+def streaming_stop_then_close(
+    dispatcher: type[Dispatcher], hold: float
+) -> tuple[LocalEnvironment, Run]:
+    """hello_service_world as a streaming job, ended by stop() and then close()."""
+    trace = Trace()
+    env = LocalEnvironment("stream-hello", observer=trace, dispatcher_class=dispatcher)
+    env.register_service("hello", Hello)
+    env.from_source(Counting, 3).sink(CallsHello)
+    return env, Run(trace, drive_stream(env, [], endings=("stop", "close"), hold=hold))
+
+
+def streaming_in_flight(dispatcher: type[Dispatcher], hold: float) -> tuple[LocalEnvironment, Run]:
+    """A map holds the first item at a gate, the others queue behind it; the stop comes
+    while they are in flight, and every one of them is owed to the sink."""
+    gate = Gate("map", timeout=DEADLINE)
+
+    def park_on_first(x: int) -> int:
+        if x == 1:
+            gate.pass_through()
+        return x
+
+    trace = Trace()
+    env = LocalEnvironment("stream-in-flight", observer=trace, dispatcher_class=dispatcher)
+    env.from_source(Counting, 3).map(park_on_first).sink(lambda x: None)
+
+    def open_after_the_stop_request() -> None:
+        assert env.dispatcher is not None
+        env.dispatcher.stop_requested.wait(DEADLINE)
+        gate.open()
+
+    opener = threading.Thread(target=open_after_the_stop_request, daemon=True)
+
+    def emitted_and_parked() -> bool:
+        gate.wait_parked(1, timeout=DEADLINE)
+        opener.start()  # the job was submitted: it opens the gate once stop() asked
+        return trace.wait_for(
+            lambda events: sum(e.kind is K.ITEM_EMIT for e in events) == 3, timeout=DEADLINE
+        )
+
+    run = Run(trace, drive_stream(env, [], ready=emitted_and_parked, hold=hold))
+    opener.join(DEADLINE)
+    assert not opener.is_alive()
+    return env, run
+
+
 Scenario = Callable[[type[Dispatcher], float], tuple[LocalEnvironment, Run]]
 #: For each mutant, the scenario that exposes its bug.
 EXPOSED_BY: dict[str, Scenario] = {
@@ -231,6 +352,9 @@ EXPOSED_BY: dict[str, Scenario] = {
     "unbalanced_counter": failing_cleanup,
     "unjoined_service_thread": hello_world,
     "lost_errors": failing_cleanup,
+    "stop_joins_sources_only": streaming_gated_cleanup,
+    "ending_twice_cleans_twice": streaming_stop_then_close,
+    "stop_drops_in_flight": streaming_in_flight,
 }
 SCENARIOS = sorted(set(EXPOSED_BY.values()), key=lambda s: s.__name__)
 

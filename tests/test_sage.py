@@ -1,12 +1,14 @@
-"""The harness on the real SAGE runtime (isage-kernel): what it found is kept here.
+"""The harness on the real SAGE runtime lines: what it found is kept here.
 
 Each finding is a regression test of the harness: it must keep finding SAGE's real
-violations, and keep passing what SAGE does right. Findings on isage-kernel 0.2.5.3,
-each shrunk to its smallest topology by the conformance suite.
+violations, and keep passing what SAGE does right. Each topology is the smallest the
+conformance suite shrank a finding to (or, for the current line, the smallest that shows
+it on both of SAGE's compile paths).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 
 import pytest
@@ -16,21 +18,118 @@ from sage_lifecycle.target import TargetError, resolve_target
 from sage_lifecycle.topology import PipelineSpec, ServiceSpec, SinkSpec, StageSpec, Topology
 
 
-def test_without_sage_the_target_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "sage.kernel.api.local_environment", None)
-    with pytest.raises(TargetError, match=r"pip install 'pytest-sage-lifecycle\[sage\]'"):
-        resolve_target("sage")
+@pytest.mark.parametrize(
+    ("target", "module", "extra"),
+    [
+        ("sage", "sage.runtime", "sage"),
+        ("sage-flownet", "sage.runtime", "sage"),
+        ("sage-kernel", "sage.kernel.api.local_environment", "sage-kernel"),
+    ],
+)
+def test_without_sage_the_target_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, target: str, module: str, extra: str
+) -> None:
+    monkeypatch.setitem(sys.modules, module, None)
+    with pytest.raises(TargetError, match=rf"pip install 'pytest-sage-lifecycle\[{extra}\]'"):
+        resolve_target(target)
 
 
-sage = pytest.importorskip("sage.kernel.api.local_environment", reason="needs the [sage] extra")
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
 
-FINDINGS: dict[str, tuple[Topology, set[str]]] = {
+
+needs_current = pytest.mark.skipif(
+    not _installed("sage.runtime"), reason="needs the [sage] extra (isage >= 0.3)"
+)
+needs_kernel = pytest.mark.skipif(
+    not _installed("sage.kernel"), reason="needs the [sage-kernel] extra (isage-kernel)"
+)
+
+# -- the current line: isage 0.3 (LocalEnvironment and FlowNetEnvironment) ---------------
+# One source and a chain of maps, filters and sinks compile to SAGE's actor chain; more
+# pipelines compile to its general graph. Both environments share the compiler.
+ONE_PIPELINE_CALLING = Topology(
+    (ServiceSpec("s0"),), (PipelineSpec(items=2, sinks=(SinkSpec(calls=("s0",)),)),)
+)
+TWO_PIPELINES = (PipelineSpec(items=1),)
+
+CURRENT_FINDINGS: dict[str, tuple[Topology, set[str]]] = {
+    # The actor chain gives each function a context without call_service: the sink's
+    # first call fails with an AttributeError nobody injected, and its items are lost.
+    "chain: a sink cannot call a service": (ONE_PIPELINE_CALLING, {"no-data-loss"}),
+    # The actor chain runs the stages in pipeline order: a second sink of the same
+    # stream comes after the first, which passes nothing on.
+    "chain: fan-out to two sinks": (
+        Topology((), (PipelineSpec(items=2, sinks=(SinkSpec(), SinkSpec())),)),
+        {"no-data-loss"},
+    ),
+    # The general graph has no try/finally around the batch: a raising stage leaves
+    # the service it called without cleanup, and its thread pool alive.
+    "graph: a raising stage skips the cleanup": (
+        Topology(
+            (ServiceSpec("s0"),),
+            (
+                PipelineSpec(items=2, stages=(StageSpec(calls=("s0",)), StageSpec(raises_on=1))),
+                *TWO_PIPELINES,
+            ),
+        ),
+        {"cleanup-exactly-once", "no-thread-leak"},
+    ),
+    # A service whose setup raises was constructed and is never cleaned up.
+    "graph: setup raises": (
+        Topology(
+            (ServiceSpec("s0", setup="raises"),),
+            (PipelineSpec(items=1, sinks=(SinkSpec(calls=("s0",)),)), *TWO_PIPELINES),
+        ),
+        {"cleanup-exactly-once", "no-thread-leak"},
+    ),
+    # A cleanup that raises is reported, but the service pool is never shut down.
+    "graph: cleanup raises": (
+        Topology(
+            (ServiceSpec("s0", cleanup="raises"),),
+            (PipelineSpec(items=1, sinks=(SinkSpec(calls=("s0",)),)), *TWO_PIPELINES),
+        ),
+        {"no-thread-leak"},
+    ),
+}
+
+CURRENT_HOLDS = {
+    "chain: no services": Topology((), (PipelineSpec(items=3),)),
+    "chain: map, no services": Topology((), (PipelineSpec(items=3, stages=(StageSpec(),)),)),
+    "chain: a map that raises": Topology(
+        (), (PipelineSpec(items=2, stages=(StageSpec(raises_on=0),)),)
+    ),
+    "a service never called": Topology((ServiceSpec("s0"),), (PipelineSpec(items=1),)),
+    "graph: a sink calls a service": Topology(
+        ONE_PIPELINE_CALLING.services, (*ONE_PIPELINE_CALLING.pipelines, *TWO_PIPELINES)
+    ),
+}
+
+
+@needs_current
+@pytest.mark.parametrize("target", ["sage", "sage-flownet"])
+@pytest.mark.parametrize("finding", sorted(CURRENT_FINDINGS))
+def test_the_harness_keeps_finding_current_sages_violation(target: str, finding: str) -> None:
+    topology, expected = CURRENT_FINDINGS[finding]
+    found = check_topology(resolve_target(target), topology)
+    assert {v.property for v in found} == expected, found
+
+
+@needs_current
+@pytest.mark.parametrize("target", ["sage", "sage-flownet"])
+@pytest.mark.parametrize("case", sorted(CURRENT_HOLDS))
+def test_the_harness_keeps_passing_what_current_sage_does_right(target: str, case: str) -> None:
+    assert check_topology(resolve_target(target), CURRENT_HOLDS[case]) == []
+
+
+# -- the legacy line: isage-kernel 0.2.5.3 ------------------------------------------------
+KERNEL_FINDINGS: dict[str, tuple[Topology, set[str]]] = {
     # submit(autostop=True) returns when every task stopped; the service's cleanup runs
     # later, on a task thread (SAGE's wait loop checks the tasks before the services).
-    "early return with a called service": (
-        Topology((ServiceSpec("s0"),), (PipelineSpec(items=2, sinks=(SinkSpec(calls=("s0",)),)),)),
-        {"no-early-return"},
-    ),
+    "early return with a called service": (ONE_PIPELINE_CALLING, {"no-early-return"}),
     # A service whose setup raises is constructed but never cleaned up, and the error
     # never reaches the caller. (The wait is not to blame: no early return.)
     "setup raises": (
@@ -55,20 +154,22 @@ FINDINGS: dict[str, tuple[Topology, set[str]]] = {
     ),
 }
 
-HOLDS = {
+KERNEL_HOLDS = {
     "no services": Topology((), (PipelineSpec(items=3),)),
     "map, no services": Topology((), (PipelineSpec(items=3, stages=(StageSpec(),)),)),
     "a service never called": Topology((ServiceSpec("s0"),), (PipelineSpec(items=1),)),
 }
 
 
-@pytest.mark.parametrize("finding", sorted(FINDINGS))
-def test_the_harness_keeps_finding_sages_violation(finding: str) -> None:
-    topology, expected = FINDINGS[finding]
-    found = check_topology(resolve_target("sage"), topology)
+@needs_kernel
+@pytest.mark.parametrize("finding", sorted(KERNEL_FINDINGS))
+def test_the_harness_keeps_finding_legacy_sages_violation(finding: str) -> None:
+    topology, expected = KERNEL_FINDINGS[finding]
+    found = check_topology(resolve_target("sage-kernel"), topology)
     assert {v.property for v in found} == expected, found
 
 
-@pytest.mark.parametrize("case", sorted(HOLDS))
-def test_the_harness_keeps_passing_what_sage_does_right(case: str) -> None:
-    assert check_topology(resolve_target("sage"), HOLDS[case]) == []
+@needs_kernel
+@pytest.mark.parametrize("case", sorted(KERNEL_HOLDS))
+def test_the_harness_keeps_passing_what_legacy_sage_does_right(case: str) -> None:
+    assert check_topology(resolve_target("sage-kernel"), KERNEL_HOLDS[case]) == []

@@ -20,11 +20,14 @@ from typing import Any
 
 import pytest
 
+from . import _console
 from ._plugin import EXPIRES, TIMEOUT
 
 PLUGIN_NAME = "lifecycle-conformance"
 _VERDICT = "lifecycle_verdict"
 WHITE_BOX = "white-box dispatcher"
+#: Lines of the runtime's console output a conformance report keeps.
+_CONSOLE_TAIL = 20
 
 
 @dataclass(frozen=True)
@@ -228,6 +231,27 @@ class ConformancePlugin:
             raise _Finding(f"{row}: NOT RUN: {outcome.reason} ({outcome.topologies} drawn)")
 
     # -- reporting -----------------------------------------------------------------
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        """Move what the runtime printed during a search out of the report, into the
+        console log, and keep its last lines: the verdict and its story stay readable."""
+        report = yield
+        captured = [(n, c) for n, c in report.sections if n.startswith("Captured ")]
+        if captured:
+            for name, content in captured:
+                _console.append(f"{item.nodeid}: {name}", content)
+            last, total = _console.tail(_CONSOLE_TAIL)
+            report.sections = [s for s in report.sections if not s[0].startswith("Captured ")]
+            report.sections.append(
+                (
+                    f"runtime console output (last {min(_CONSOLE_TAIL, total)} of {total} lines)",
+                    last,
+                )
+            )
+        return report
+
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         for key, value in report.user_properties:
             if key == _VERDICT and isinstance(value, dict):

@@ -23,6 +23,7 @@ Both machines are importable: subclass them for your own runtime::
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import sys
 import threading
@@ -35,7 +36,7 @@ from typing import Any, ClassVar
 
 from hypothesis import note
 from hypothesis import strategies as st
-from hypothesis.errors import Flaky
+from hypothesis.errors import Flaky, InvalidArgument
 from hypothesis.stateful import (
     RuleBasedStateMachine,
     initialize,
@@ -55,6 +56,7 @@ from .topology import Topology, topologies
 from .trace import EventKind, Trace
 
 __all__ = [
+    "ENDINGS",
     "DispatcherMachine",
     "Failure",
     "HarnessError",
@@ -66,9 +68,31 @@ __all__ = [
     "run_search",
     "run_white_box",
     "stats",
+    "target_modes",
 ]
 
 _white_box_jobs = itertools.count(1)
+
+#: How the driver may end a streaming job (drawn; shrinks toward the first).
+ENDINGS = (
+    "stop",
+    "close",
+    "stop twice at once",
+    "stop, then close",
+    "stop as the sources end",
+)
+
+
+def _note(text: str) -> None:
+    """Hypothesis's ``note`` inside a test; nothing outside one (a replay, a tool)."""
+    with contextlib.suppress(InvalidArgument):
+        note(text)
+
+
+def target_modes(target: Any) -> tuple[str, ...]:
+    """The job modes a target runs: its ``modes``, or batch only if it declares none."""
+    modes = getattr(target, "modes", ("batch",))
+    return tuple(modes) if modes else ("batch",)
 
 
 class HarnessError(AssertionError):
@@ -191,6 +215,14 @@ class LifecycleMachine(RuleBasedStateMachine):
         self._failed = False
         self._done = False
         self._threads_before: set[threading.Thread] = set()
+        #: The job modes the target supports (from its ``modes``; batch if it has none).
+        self.modes: tuple[str, ...] = ("batch",)
+        #: A streaming job: how the driver ended it (``None``: not yet), the other
+        #: ending calls in flight, and whether ``close()`` follows the first one.
+        self.ending: str | None = None
+        self.enders: list[threading.Thread] = []
+        self._then_close = False
+        self.start_error: BaseException | None = None
 
     def topologies(self) -> Any:
         """The strategy of topologies this machine draws from.
@@ -199,24 +231,35 @@ class LifecycleMachine(RuleBasedStateMachine):
         others cannot put it to the test), and one for ``no-data-loss`` draws half its
         jobs with a parallel stage: the budget is spent where the bugs are.
         """
+        drawn = topologies(modes=self.modes)
         if self.properties == ("no-use-after-cleanup",):
-            return topologies().filter(_calls_a_service)
+            return drawn.filter(_calls_a_service)
         if self.properties == ("no-data-loss",):
             # Half the draws have a parallel stage: fan-in is where items get lost.
-            return st.one_of(topologies(), topologies().filter(_has_parallel_stage))
-        return topologies()
+            return st.one_of(drawn, drawn.filter(_has_parallel_stage))
+        return drawn
 
     # -- the run -------------------------------------------------------------------
     @initialize(data=st.data())
     def start(self, data: Any) -> None:
         _check_time(self.expires)  # before drawing: a draw may cost a second on its own
-        topology: Topology = data.draw(self.topologies(), label="topology")
-        self.begin(topology)
-
-    def begin(self, topology: Topology) -> None:
-        """Build ``topology`` on a fresh target and start its wait on a harness thread."""
-        _check_time(self.expires)
         target = type(self).target_factory()
+        self.modes = target_modes(target)
+        topology: Topology = data.draw(self.topologies(), label="topology")
+        self.begin(topology, target)
+
+    def begin(self, topology: Topology, target: Target | None = None) -> None:
+        """Build ``topology`` on ``target`` (default: a fresh one) and start the job: a
+        batch job's wait, or a streaming job's start, on a harness thread."""
+        _check_time(self.expires)
+        if target is None:
+            target = type(self).target_factory()
+        if topology.streaming and "streaming" not in target_modes(target):
+            raise HarnessError(
+                f"target {target.name!r} does not run streaming jobs (its modes: "
+                f"{', '.join(target_modes(target))}); this topology is one:\n"
+                f"{topology.describe()}"
+            )
         job = f"{target.name}#{type(self).search.next_job()}"
         probes = Probes(topology, self.trace, job=job, gate_timeout=self.deadline)
         self._threads_before = set(threading.enumerate())
@@ -230,10 +273,127 @@ class LifecycleMachine(RuleBasedStateMachine):
             ) from exc
         probes.declare()
         self.runner = threading.Thread(
-            target=self._wait, name=f"lifecycle-harness/{job}", daemon=True
+            target=self._start_streaming if topology.streaming else self._wait,
+            name=f"lifecycle-harness/{job}",
+            daemon=True,
         )
         self.runner.start()
         self._settle()
+
+    def _await_start(self) -> None:
+        """Let ``start()`` return and every source run before the job is ended (a runtime
+        may take a while to start its threads); a start that outlives the deadline is a
+        hang of ``submit(autostop=False)``, recorded with every thread's stack."""
+        assert self.probes is not None
+        starter = self.runner
+        if starter is None or starter is threading.current_thread():
+            return
+        starter.join(self.deadline)
+        if not starter.is_alive():
+            # And let every source run before the stop: a job stopped before its sources
+            # ran owes nothing, and could not show that it ran at all.
+            sources = [f"p{i}.source" for i in range(len(self.probes.topology.pipelines))]
+            ends = {f"end:p{i}" for i in range(len(sources))}
+
+            def every_source_ran(events: tuple[Any, ...]) -> bool:
+                ran = {str(e.get("node")) for e in events if e.kind is EventKind.ITEM_EMIT}
+                ran |= {
+                    f"p{e.subject[5:]}.source"
+                    for e in events
+                    if e.kind is EventKind.GATE_PARK and e.subject in ends
+                }
+                return all(s in ran for s in sources)
+
+            # Bounded well below the deadline: a target whose job never runs its sources
+            # (an adapter that builds nothing) is reported as such, not waited on.
+            self.trace.wait_for(
+                every_source_ran, timeout=min(self.deadline, max(1.0, 20 * self._hold()))
+            )
+        else:
+            begin = self.probes.record(EventKind.WAIT_BEGIN, "submit", autostop=False)
+            self.probes.record(
+                EventKind.WAIT_DEADLINE,
+                "submit",
+                begin=begin.seq,
+                deadline=self.deadline,
+                stacks=format_thread_stacks(),
+            )
+
+    def _start_streaming(self) -> None:
+        """Start a streaming job: ``submit(autostop=False)`` returns at once, and the job
+        runs until the driver's ending call. A start that raises gives no verdict."""
+        assert self.target is not None
+        try:
+            self.target.start()  # type: ignore[attr-defined]
+        except BaseException as exc:
+            self.start_error = exc
+
+    def _ending_call(self, subject: str) -> threading.Thread:
+        """Run the ending call ``subject`` (``stop`` or ``close``) on a harness thread,
+        recorded as a wait, as ``submit(autostop=True)`` is for a batch job."""
+        assert self.target is not None
+        assert self.probes is not None
+        target, probes = self.target, self.probes
+
+        def call() -> None:
+            begin = probes.record(EventKind.WAIT_BEGIN, subject)
+            try:
+                getattr(target, subject)()
+            except BaseException as exc:
+                if self.raised is None:
+                    self.raised = exc
+                probes.record(
+                    EventKind.WAIT_END,
+                    subject,
+                    begin=begin.seq,
+                    outcome="raised",
+                    reported=probes.reported(exc),
+                )
+            else:
+                probes.record(EventKind.WAIT_END, subject, begin=begin.seq, outcome="returned")
+
+        thread = threading.Thread(
+            target=call, name=f"lifecycle-harness/{probes.job}/{subject}", daemon=True
+        )
+        thread.start()
+        return thread
+
+    def _can_end(self) -> bool:
+        return (
+            self.probes is not None
+            and self.probes.topology.streaming
+            and self.ending is None
+            and not self._failed
+        )
+
+    @precondition(lambda self: self._can_end())
+    @rule(how=st.sampled_from(ENDINGS))
+    def end_job(self, how: str) -> None:
+        """End a streaming job the way Hypothesis draws: ``stop()``, ``close()``, two
+        ``stop()`` at once, ``stop()`` then ``close()``, or ``stop()`` just as the
+        sources' own ends open. Then let the job settle."""
+        self.end_now(how)
+        self._settle()
+
+    def end_now(self, how: str) -> None:
+        """Make the streaming job's ending call(s) ``how`` (one of ``ENDINGS``)."""
+        assert self.probes is not None
+        if how not in ENDINGS:
+            raise ValueError(f"unknown ending {how!r}; expected one of {ENDINGS}")
+        _note(f"end the job: {how}")
+        self.schedule.append(("end", how))
+        self.ending = how
+        if how == "stop as the sources end":
+            for name in self._parked_gates():
+                if name.startswith("end:"):
+                    self.probes.record(EventKind.GATE_OPEN, name)
+                    self.probes.gates[name].open()
+        self._await_start()
+        self.probes.stop_requested.set()
+        self.runner = self._ending_call("close" if how == "close" else "stop")
+        if how == "stop twice at once":
+            self.enders.append(self._ending_call("stop"))
+        self._then_close = how == "stop, then close"
 
     def _wait(self) -> None:
         assert self.target is not None
@@ -301,7 +461,7 @@ class LifecycleMachine(RuleBasedStateMachine):
         """Open (or fail) gate ``name`` if a thread is parked there, then let the job settle."""
         if self.probes is None or name not in self._parked_gates():
             return
-        note(f"{'fail' if fail else 'open'} gate {name}")
+        _note(f"{'fail' if fail else 'open'} gate {name}")
         self.schedule.append(("fail" if fail else "open", name))
         self.probes.record(EventKind.GATE_FAIL if fail else EventKind.GATE_OPEN, name)
         gate = self.probes.gates[name]
@@ -353,6 +513,10 @@ class LifecycleMachine(RuleBasedStateMachine):
         job go quiet between; then give the wait its deadline and look for leaked threads.
         """
         assert self.probes is not None
+        if self.probes.topology.streaming and self.ending is None:
+            # A streaming job the steps never ended: the driver stops it now, and it is
+            # judged on that stop like any other.
+            self.end_now("stop")
         assert self.runner is not None
         probes, runner = self.probes, self.runner
         while parked := self._parked_gates():
@@ -366,21 +530,39 @@ class LifecycleMachine(RuleBasedStateMachine):
             if not gate.is_open:
                 probes.record(EventKind.GATE_OPEN, name)
                 gate.open()
-        runner.join(self.deadline)
-        if runner.is_alive():
-            begin = next(e for e in self.trace.events() if e.kind is EventKind.WAIT_BEGIN)
-            probes.record(
-                EventKind.WAIT_DEADLINE,
-                "submit",
-                begin=begin.seq,
-                deadline=self.deadline,
-                stacks=format_thread_stacks(),
-            )
-        else:
+        callers = [runner, *self.enders]
+        if self._join_or_record_deadline(callers) and self._then_close:
+            callers.append(self._ending_call("close"))
+            self._join_or_record_deadline(callers[-1:])
+        if not any(c.is_alive() for c in callers):
             self._check_threads()
             # A wait that returned early: let the trace show what the job did next (a
             # late cleanup is late, not missing) before it is checked.
             self._settle()
+
+    def _join_or_record_deadline(self, callers: list[threading.Thread]) -> bool:
+        """Join the ending calls within the deadline; for each still running, record that
+        it outlived its deadline, with every thread's stack. Whether all returned."""
+        assert self.probes is not None
+        end = time.monotonic() + self.deadline
+        for caller in callers:
+            caller.join(max(0.0, end - time.monotonic()))
+        open_waits = {e.seq: e for e in self.trace.events() if e.kind is EventKind.WAIT_BEGIN}
+        for e in self.trace.events():
+            if e.kind is EventKind.WAIT_END:
+                open_waits.pop(int(e.get("begin", -1)), None)
+        stuck = [c for c in callers if c.is_alive()]
+        if stuck:
+            stacks = format_thread_stacks()
+            for begin in open_waits.values():
+                self.probes.record(
+                    EventKind.WAIT_DEADLINE,
+                    begin.subject,
+                    begin=begin.seq,
+                    deadline=self.deadline,
+                    stacks=stacks,
+                )
+        return not stuck
 
     def teardown(self) -> None:
         if self.probes is None or self.runner is None or self._done:
@@ -436,14 +618,33 @@ class LifecycleMachine(RuleBasedStateMachine):
         constructed = {e.subject for e in events if e.kind is EventKind.SERVICE_CONSTRUCT}
         emitted = Counter(str(e.get("node")) for e in events if e.kind is EventKind.ITEM_EMIT)
         ended = {e.subject for e in events if e.kind is EventKind.GATE_PARK}
+        if self.start_error is not None:
+            assert self.target is not None
+            raise HarnessError(
+                f"target {self.target.name!r} failed to start the streaming job: "
+                f"{type(self.start_error).__name__}: {self.start_error}\n"
+                f"topology:\n{topology.describe()}"
+            ) from self.start_error
+        if self.raised is not None and self.probes.reported(self.raised):
+            # The ending call reported an injected failure: a runtime may end the rest
+            # of the job early then (fail fast), so what did not run is no vacuous run.
+            return
+        # A runtime that makes each service on its first call (SAGE 0.3) never makes one
+        # that nothing called: its sources are the evidence that the job ran.
+        on_demand = bool(getattr(self.target, "services_on_demand", False))
         missing = [
             f"service {s.name!r} was never constructed"
             for s in topology.services
-            if s.name not in constructed
+            if s.name not in constructed and not on_demand
         ]
         for i, p in enumerate(topology.pipelines):
             n = emitted[f"p{i}.source"]
-            if n < p.items:
+            if topology.streaming:
+                # The driver may stop a streaming job before its sources emitted all;
+                # each must have run, though: emitted an item, or reached its end.
+                if n == 0 and f"end:p{i}" not in ended:
+                    missing.append(f"the source of pipeline {i} never ran")
+            elif n < p.items:
                 missing.append(f"the source of pipeline {i} emitted {n} of its {p.items} items")
             elif f"end:p{i}" not in ended:
                 missing.append(f"the source of pipeline {i} never reached its end")
@@ -488,8 +689,12 @@ def _abandoned() -> bool:
 
 
 def format_schedule(schedule: list[tuple[str, str]] | tuple[tuple[str, str], ...]) -> str:
-    """The gates opened and failed, in order: ``open cleanup:s0, fail end:p0``."""
-    return ", ".join(f"{a} {g}" for a, g in schedule) or "(no gate opened before the drain)"
+    """The gates opened and failed and the ending call, in order:
+    ``open cleanup:s0, fail end:p0, end: stop``."""
+    return (
+        ", ".join(f"{a}: {g}" if a == "end" else f"{a} {g}" for a, g in schedule)
+        or "(no gate opened before the drain)"
+    )
 
 
 # -- white box ------------------------------------------------------------------------
@@ -736,7 +941,29 @@ def run_search(machine: type[LifecycleMachine], settings: Any, *, replays: int =
             violations=failure.violations,
         )
     except Exception as exc:
-        return _error(search, f"{type(exc).__name__}: {_first_line(str(exc))}", _traceback(exc))
+        leaves = _leaves(exc)
+        found = [e for e in leaves if isinstance(e, LifecycleViolation)]
+        if found:
+            # Hypothesis found several distinct failures: a violation among them is this
+            # search's finding, with its own story; the others are named after it.
+            first = found[0]
+            others = [e for e in leaves if e is not first]
+            also = "".join(
+                f"\n\nHypothesis also found, in another example: {type(e).__name__}: "
+                f"{_first_line(str(e))}"
+                for e in others
+            )
+            return Outcome(
+                "FAIL",
+                search.runs,
+                search.exercised,
+                reason=first.violations[0].message if first.violations else _first_line(str(first)),
+                story=f"{first}{also}",
+                failure=search.failures[-1] if search.failures else None,
+                violations=first.violations,
+            )
+        leaf = leaves[0]
+        return _error(search, f"{type(leaf).__name__}: {_first_line(str(leaf))}", _traceback(exc))
     if search.examples == 0:
         return Outcome("NOT RUN", search.runs, 0, reason="no topology ran to a verdict")
     if search.exercised == 0:
@@ -799,8 +1026,12 @@ def replay(machine: type[LifecycleMachine], failure: Failure, *, runs: int) -> i
         seen: set[str] = set()
         try:
             m.begin(failure.topology)
-            for action, gate in failure.schedule:
-                m.act_on(gate, fail=action == "fail")
+            for action, what in failure.schedule:
+                if action == "end":
+                    m.end_now(what)
+                    m._settle()
+                else:
+                    m.act_on(what, fail=action == "fail")
                 m.contract_holds_so_far()
         except LifecycleViolation as exc:
             seen = {v.property for v in exc.violations}

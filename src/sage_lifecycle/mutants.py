@@ -11,8 +11,9 @@ that is how we know the checks have power. Run a job on one with::
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from .reference.dispatcher import Dispatcher, ServiceRuntime, TaskRuntime
+from .reference.dispatcher import Dispatcher, NodeSpec, ServiceRuntime, TaskRuntime, _Item
 from .trace import Event, EventKind, describe_error
 
 __all__ = ["MUTANTS", "Mutant"]
@@ -193,6 +194,87 @@ class LostErrors(Dispatcher):
         super().wait(subject, timeout, begin=begin)
 
 
+# -- streaming: the call that ends a job started with submit(autostop=False) -------------
+
+
+class StopJoinsSourcesOnly(Dispatcher):
+    """``stop()`` asks the sources to stop and returns once they have, while stages still
+    drain and before any service is cleaned (what SAGE 0.3's streaming handle does: it
+    joins the source threads only)."""
+
+    def stop(self, subject: str = "stop", timeout: float | None = None) -> None:
+        begin = self.begin_wait(subject)
+        self.request_stop()
+        limit = self.deadline if timeout is None else timeout
+        with self._cond:
+            self._cond.wait_for(
+                lambda: not any(name.startswith("source") for name in self.tasks), limit
+            )
+        self.waited = True
+        self._record(
+            EventKind.WAIT_END,
+            subject,
+            begin=begin.seq if begin is not None else -1,
+            outcome="returned",
+        )
+
+
+class EndingTwiceCleansTwice(Dispatcher):
+    """Every ending call cleans the services on the caller's thread, whether or not an
+    earlier one (a second ``stop()``, ``close()`` after ``stop()``) already did."""
+
+    def stop(self, subject: str = "stop", timeout: float | None = None) -> None:
+        with self._lock:
+            again = getattr(self, "_ended_once", False)
+            self._ended_once = True
+        super().stop(subject, timeout)
+        if again:
+            for runtime in self._registry.values():
+                with runtime._lock:
+                    runtime.cleaned = False  # "not cleaned by this call": cleaned again
+                runtime.run_cleanup()
+
+    def close(self, timeout: float | None = None) -> None:
+        self.stop("close", timeout)  # no check for a job that already ended
+
+
+class _DiscardingInput:
+    """A task's input queue that, once a stop is requested, hands out only stop signals:
+    the items still queued are discarded."""
+
+    def __init__(self, queue: Any, stop_requested: Any) -> None:
+        self._queue, self._stop = queue, stop_requested
+
+    def put(self, message: Any) -> None:
+        self._queue.put(message)
+
+    def get(self) -> Any:
+        while True:
+            message = self._queue.get()
+            if not (isinstance(message, _Item) and self._stop.is_set()):
+                return message
+
+
+class _DropsQueuedOnStop(TaskRuntime):
+    def __init__(self, dispatcher: Dispatcher, node: NodeSpec, index: int) -> None:
+        super().__init__(dispatcher, node, index)
+        self.queue = _DiscardingInput(self.queue, dispatcher.stop_requested)  # type: ignore[assignment]
+
+    def _emit(self, item: Any) -> None:
+        # Once a stop is requested, stages stop forwarding: what is in flight is dropped.
+        if self.node.role != "source" and self.dispatcher.stop_requested.is_set():
+            return
+        super()._emit(item)
+
+
+class StopDropsInFlight(Dispatcher):
+    """Once ``stop()`` is requested, stages and sinks drop the items they still hold or
+    have queued, though their sources emitted them before the stop: they never reach
+    the sinks."""
+
+    task_class = _DropsQueuedOnStop
+
+
 @dataclass(frozen=True)
 class Mutant:
     """A buggy dispatcher and the contract property its bug breaks."""
@@ -225,5 +307,8 @@ MUTANTS: dict[str, Mutant] = {
         Mutant("unbalanced_counter", UnbalancedCounter, "no-hang"),
         Mutant("unjoined_service_thread", UnjoinedServiceThread, "no-thread-leak"),
         Mutant("lost_errors", LostErrors, "failure-isolation"),
+        Mutant("stop_joins_sources_only", StopJoinsSourcesOnly, "no-early-return"),
+        Mutant("ending_twice_cleans_twice", EndingTwiceCleansTwice, "cleanup-exactly-once"),
+        Mutant("stop_drops_in_flight", StopDropsInFlight, "no-data-loss"),
     )
 }

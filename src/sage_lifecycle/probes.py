@@ -17,6 +17,7 @@ Example (inside an adapter)::
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -34,6 +35,25 @@ class InjectedFault(RuntimeError):
     """The failure a probe raises on purpose."""
 
 
+def injected(exc: BaseException) -> bool:
+    """Whether ``exc`` is, or carries, a failure the harness injected (an
+    :class:`InjectedFault`), through exception groups, causes and contexts, or names one
+    in its message (runtimes re-wrap errors by text: "the service's setup failed:
+    InjectedFault: ...")."""
+    seen: set[int] = set()
+    stack: list[BaseException] = [exc]
+    while stack:
+        e = stack.pop()
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, InjectedFault) or InjectedFault.__name__ in str(e):
+            return True
+        stack.extend(getattr(e, "exceptions", ()))
+        stack.extend(x for x in (e.__cause__, e.__context__) if x is not None)
+    return False
+
+
 def item_index(item: str) -> int:
     """The index of an item key ``"p0#3"``."""
     return int(item.rsplit("#", 1)[1])
@@ -48,7 +68,13 @@ class Probes:
         self.job = job
         self.gates: dict[str, Gate] = {}
         self.gate_timeout = gate_timeout
-        self._errors: dict[int, tuple[BaseException, int]] = {}
+        #: Set by the driver just before it calls a streaming job's ending call: an
+        #: unbounded source waits for it after its items (it never ends by itself).
+        self.stop_requested = threading.Event()
+        # Every failure recorded, by the exception object's identity: the same object can
+        # surface at several places (a setup error raised again in the task that called
+        # the service), and each of them is matched against what the wait raised.
+        self._errors: dict[int, tuple[BaseException, list[int]]] = {}
         self.services = {s.name: ServiceProbe(self, s) for s in topology.services}
         self.sources: list[SourceProbe] = []
         self.stages: list[list[StageProbe]] = []
@@ -95,7 +121,11 @@ class Probes:
     ) -> BaseException:
         """Record a failure event for ``exc`` and remember it, to match what the wait raises."""
         event = self.record(kind, subject, error=describe_error(exc), **data)
-        self._errors[id(exc)] = (exc, event.seq)
+        known = self._errors.get(id(exc))
+        if known is not None and known[0] is exc:
+            known[1].append(event.seq)
+        else:
+            self._errors[id(exc)] = (exc, [event.seq])
         return exc
 
     def reported(self, raised: BaseException | None) -> tuple[int, ...]:
@@ -117,13 +147,13 @@ class Probes:
             seen.add(id(exc))
             texts.append(str(exc))
             if id(exc) in self._errors and self._errors[id(exc)][0] is exc:
-                found.add(self._errors[id(exc)][1])
+                found.update(self._errors[id(exc)][1])
             stack.extend(getattr(exc, "exceptions", ()))
             stack.extend(e for e in (exc.__cause__, exc.__context__) if e is not None)
         blob = "\n".join(texts)
-        for exc, seq in self._errors.values():
-            if seq not in found and str(exc) and str(exc) in blob:
-                found.add(seq)
+        for exc, seqs in self._errors.values():
+            if str(exc) and str(exc) in blob:
+                found.update(seqs)
         return tuple(sorted(found))
 
     # -- gates ---------------------------------------------------------------------
@@ -187,12 +217,17 @@ class _TaskProbe:
         self.probes = probes
 
     def _guarded(self, fn: Callable[[], Any]) -> Any:
-        """Run ``fn``; record any failure as this task's error before it propagates."""
+        """Run ``fn``; record any failure as this task's error before it propagates.
+
+        The event says whether the harness injected the failure (``injected``): an
+        error the runtime raised on its own is evidence against it, never an excuse
+        for what the failed task did not deliver.
+        """
         try:
             return fn()
         except Exception as exc:
             raise self.probes.failure(
-                EventKind.TASK_ERROR, self.node, exc, node=self.node
+                EventKind.TASK_ERROR, self.node, exc, node=self.node, injected=injected(exc)
             ) from None
 
     def _calls(self, calls: tuple[str, ...], item: str, call: CallService) -> None:
@@ -201,7 +236,14 @@ class _TaskProbe:
 
 
 class SourceProbe(_TaskProbe):
-    """A batch source: ``next()`` returns item keys ``"p0#0"``, then ``None`` at the end."""
+    """A source: ``next()`` returns item keys ``"p0#0"``, ``"p0#1"``, ... then ``None``.
+
+    A bounded source's ``None`` is its end (``ended`` turns true): a batch adapter
+    returns it as is, a streaming adapter returns the runtime's end marker (SAGE's
+    ``StopSignal``) instead. An unbounded source (``spec.unbounded``) never ends: after
+    its items and its gate it waits until the driver asks the job to stop, then
+    answers ``None`` ("nothing now") on every call, and ``ended`` stays false.
+    """
 
     def __init__(self, probes: Probes, index: int, spec: PipelineSpec) -> None:
         super().__init__(probes)
@@ -210,6 +252,11 @@ class SourceProbe(_TaskProbe):
         self.node = f"p{index}.source"
         self._next = 0
         probes._gate(f"end:p{index}")
+
+    @property
+    def ended(self) -> bool:
+        """Whether a bounded source has passed its end (its ``None`` means the end)."""
+        return not self.spec.unbounded and self._next > self.spec.items
 
     def next(self) -> str | None:
         if self._next < self.spec.items:
@@ -220,6 +267,10 @@ class SourceProbe(_TaskProbe):
         if self._next == self.spec.items:
             self._next += 1
             self._guarded(lambda: self.probes.pass_gate(f"end:p{self.index}"))
+        if self.spec.unbounded:
+            # Bounded by the gate deadline: a harness that never stops the job (a bug of
+            # ours) cannot hold the runtime forever.
+            self.probes.stop_requested.wait(self.probes.gate_timeout)
         return None
 
 

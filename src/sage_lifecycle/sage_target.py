@@ -1,48 +1,161 @@
-"""The ``sage`` target: the real SAGE runtime (PyPI ``isage-kernel``) as a black box.
+"""The SAGE targets: the real SAGE runtime lines as black boxes.
 
-It builds every topology with SAGE's public API only: ``LocalEnvironment``,
-``register_service``, ``from_batch``/``map``/``filter``/``sink`` and
-``submit(autostop=True)``, with services derived from SAGE's ``BaseService`` and
-functions from SAGE's ``BatchFunction``, ``MapFunction``, ``FilterFunction`` and
-``SinkFunction``; services are reached with ``self.call_service(name, ..., method=...)``.
-Nothing of SAGE is patched: the harness sees SAGE only through the probes it hands it.
+Three targets, one per way SAGE runs a job today, each registered as an entry point:
 
-What SAGE needs inside a test session:
+- ``sage``: the current line (PyPI ``isage`` >= 0.3, ``sage.runtime.LocalEnvironment``,
+  function base classes in ``sage.foundation.core``);
+- ``sage-flownet``: the same line's ``FlowNetEnvironment``, in its default in-process mode;
+- ``sage-kernel``: the legacy line (PyPI ``isage-kernel`` 0.2.5.3, frozen,
+  ``sage.kernel.api.local_environment.LocalEnvironment``), batch jobs only.
 
-- its ``JobManager`` is a process-wide singleton that installs signal handlers, so it
-  is created here, on the main thread, when the target is built (the wait itself runs
-  on a harness thread);
-- it writes logs under ``SAGE_PROJECT_ROOT`` (default: the home directory): unless the
-  caller set it, the target points it at a temporary directory, and turns SAGE's console
-  logging down to warnings (``SAGE_LOG_LEVEL``);
-- its wait polls every second, so give ``--lifecycle-deadline`` room: the default 30 s
-  is generous; a slow target never produces a false alarm, only a longer run.
+Each builds every topology with SAGE's public API only: ``register_service``,
+``from_batch``/``map``/``filter``/``sink`` and ``submit(autostop=True)`` (the current
+line's streaming jobs: ``from_source``, ``submit(autostop=False)``, then ``stop()`` or
+``close()``), with services
+derived from SAGE's ``BaseService`` and functions from its ``BatchFunction``,
+``MapFunction``, ``FilterFunction`` and ``SinkFunction``; services are reached with
+``self.call_service(name, ..., method=...)``. Nothing of SAGE is patched: the harness sees
+SAGE only through the probes it hands it.
 
-Select it with ``--lifecycle-target=sage`` (registered as an entry point).
+What SAGE needs inside a test session, kept here, in one place per line:
+
+- SAGE's console output goes to a log file, not the terminal: in conformance mode what
+  it printed during a search is moved out of the report, which keeps its last lines;
+  SAGE 0.3's loggers, which write to the terminal themselves, are routed to that file.
+  The legacy line also writes log files of its own under ``SAGE_PROJECT_ROOT``: unless
+  the caller set it, it points at a temporary directory removed when the process ends;
+- the legacy ``JobManager`` is a process-wide singleton that installs signal handlers and
+  binds a fixed TCP port, so it is created on the main thread, when the target is built
+  (the wait itself runs on a harness thread); never run two legacy SAGE processes at once;
+- the legacy wait polls every second, so give ``--lifecycle-deadline`` room: the default
+  30 s is generous; a slow target never produces a false alarm, only a longer run.
 """
 
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import shutil
 import tempfile
 import threading
+import warnings
+from collections.abc import Callable
 from typing import Any
 
+from . import _console
 from .probes import Probes
-from .target import _service_class, _sink_class, _source_class, _stage_class
+from .target import (
+    _service_class,
+    _sink_class,
+    _source_class,
+    _stage_class,
+    _stream_source_class,
+)
 
-__all__ = ["SageTarget", "SageUnavailable"]
+__all__ = [
+    "SageFlowNetTarget",
+    "SageKernelTarget",
+    "SageTarget",
+    "SageUnavailable",
+]
 
-INSTALL_HINT = "pip install 'pytest-sage-lifecycle[sage]'  (installs isage-kernel)"
+INSTALL_HINTS = {
+    "sage": "pip install 'pytest-sage-lifecycle[sage]'  (installs isage, SAGE >= 0.3)",
+    "sage-flownet": "pip install 'pytest-sage-lifecycle[sage]'  (installs isage, SAGE >= 0.3)",
+    "sage-kernel": "pip install 'pytest-sage-lifecycle[sage-kernel]'  (installs isage-kernel)",
+}
 
 
 class SageUnavailable(ImportError):
-    """SAGE (``isage-kernel``) is not installed."""
+    """The SAGE line a target drives is not installed."""
 
 
-def _import_sage() -> dict[str, Any]:
+def _unavailable(target: str, exc: ImportError) -> SageUnavailable:
+    return SageUnavailable(
+        f"the {target!r} lifecycle target needs SAGE, which is not installed ({exc}); "
+        f"install it with: {INSTALL_HINTS[target]}"
+    )
+
+
+# -- SAGE's logs: the console log file, never the terminal ------------------------------
+_process_lock = threading.RLock()
+_handler: list[logging.Handler] = []
+
+
+def _file_handler() -> logging.Handler:
+    with _process_lock:
+        if not _handler:
+            handler = logging.FileHandler(_console.log_file(), encoding="utf-8", delay=True)
+            handler.setFormatter(
+                logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s")
+            )
+            _handler.append(handler)
+        return _handler[0]
+
+
+def _route_logger(name: str) -> None:
+    """Send logger ``name`` to SAGE's log file instead of the terminal.
+
+    SAGE 0.3's ``CustomLogger`` gives each named logger its own console handler unless
+    the logger already has a handler, and turns propagation off. A logger routed here
+    before SAGE first names it keeps the file handler only; one SAGE already set up has
+    its console handlers swapped for the file.
+    """
+    logger = logging.getLogger(name)
+    handler = _file_handler()
+    for existing in list(logger.handlers):
+        if type(existing) is logging.StreamHandler:
+            logger.removeHandler(existing)
+    if handler not in logger.handlers:
+        logger.addHandler(handler)
+    logger.propagate = False
+
+
+def _route_current_sage_loggers() -> None:
+    """Route every logger SAGE 0.3 set up with a console handler of its own."""
+    for name, logger in list(logging.Logger.manager.loggerDict.items()):
+        if not isinstance(logger, logging.Logger) or logger.propagate:
+            continue
+        if any(type(h) is logging.StreamHandler for h in logger.handlers):
+            _route_logger(name)
+
+
+# -- the current line: isage >= 0.3 ------------------------------------------------------
+def _import_current(target: str) -> dict[str, Any]:
+    try:
+        from sage.foundation.core import (
+            BatchFunction,
+            FilterFunction,
+            MapFunction,
+            SinkFunction,
+            SourceFunction,
+        )
+        from sage.runtime import BaseService, FlowNetEnvironment, LocalEnvironment, StopSignal
+    except ImportError as exc:
+        raise _unavailable(target, exc) from None
+    return {
+        "LocalEnvironment": LocalEnvironment,
+        "FlowNetEnvironment": FlowNetEnvironment,
+        "BaseService": BaseService,
+        "BatchFunction": BatchFunction,
+        "MapFunction": MapFunction,
+        "FilterFunction": FilterFunction,
+        "SinkFunction": SinkFunction,
+        "SourceFunction": SourceFunction,
+        "StopSignal": StopSignal,
+    }
+
+
+def _import_kernel(target: str) -> dict[str, Any]:
+    # Its first import warns (an ImportWarning about optional LLM components it does not
+    # need here), which a suite running with -W error would turn into a failure.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ImportWarning)
+        return _import_kernel_classes(target)
+
+
+def _import_kernel_classes(target: str) -> dict[str, Any]:
     try:
         from sage.common.core.functions.batch_function import BatchFunction
         from sage.common.core.functions.filter_function import FilterFunction
@@ -51,10 +164,7 @@ def _import_sage() -> dict[str, Any]:
         from sage.kernel.api.local_environment import LocalEnvironment
         from sage.kernel.api.service.base_service import BaseService
     except ImportError as exc:
-        raise SageUnavailable(
-            f"the 'sage' lifecycle target needs SAGE, which is not installed ({exc}); "
-            f"install it with: {INSTALL_HINT}"
-        ) from None
+        raise _unavailable(target, exc) from None
     return {
         "LocalEnvironment": LocalEnvironment,
         "BaseService": BaseService,
@@ -65,25 +175,175 @@ def _import_sage() -> dict[str, Any]:
     }
 
 
-_classes: dict[str, type[Any]] = {}
-_env_lock = threading.Lock()
+_adapter_classes: dict[str, dict[str, type[Any]]] = {}
 
 
-def _prepare_process() -> None:
-    """Redirect SAGE's logs and quiet its console, once, unless the caller chose."""
-    with _env_lock:
-        if "SAGE_PROJECT_ROOT" not in os.environ:
-            root = tempfile.mkdtemp(prefix="sage-lifecycle-logs-")
-            os.environ["SAGE_PROJECT_ROOT"] = root
-            # SAGE writes tens of megabytes of logs per run: gone when the process ends.
-            atexit.register(shutil.rmtree, root, ignore_errors=True)
-        os.environ.setdefault("SAGE_LOG_LEVEL", "WARNING")
+def _adapters(line: str, sage: dict[str, Any]) -> dict[str, type[Any]]:
+    """The probe adapter classes on one SAGE line's base classes, made once per process."""
+    with _process_lock:
+        if line not in _adapter_classes:
+            _adapter_classes[line] = {
+                "service": _service_class(sage["BaseService"]),
+                "source": _source_class(sage["BatchFunction"]),
+                "map": _stage_class(sage["MapFunction"]),
+                "filter": _stage_class(sage["FilterFunction"]),
+                "sink": _sink_class(sage["SinkFunction"]),
+            }
+            if "SourceFunction" in sage:
+                _adapter_classes[line]["stream_source"] = _stream_source_class(
+                    sage["SourceFunction"], lambda name: sage["StopSignal"](name)
+                )
+        return _adapter_classes[line]
+
+
+def _build_pipelines(env: Any, probes: Probes, classes: dict[str, type[Any]]) -> None:
+    """Register the probes' services and pipelines with SAGE's public API."""
+    for name, service in probes.services.items():
+        env.register_service(name, classes["service"], service)
+    for i, source in enumerate(probes.sources):
+        if probes.topology.streaming:
+            stream = env.from_source(classes["stream_source"], source)
+        else:
+            stream = env.from_batch(classes["source"], source)
+        for stage in probes.stages[i]:
+            kind = stage.spec.kind
+            add = stream.map if kind == "map" else stream.filter
+            stream = add(classes[kind], stage, parallelism=stage.spec.parallelism)
+        for sink in probes.sinks[i]:
+            stream.sink(classes["sink"], sink, parallelism=sink.spec.parallelism)
+
+
+def _env_name(probes: Probes) -> str:
+    return f"lifecycle_{probes.job.replace('#', '_').replace(':', '_')}"
 
 
 class SageTarget:
-    """SAGE's ``LocalEnvironment`` as a lifecycle target."""
+    """SAGE's current ``LocalEnvironment`` (``isage`` >= 0.3) as a lifecycle target.
+
+    A batch job runs to its end inside ``submit(autostop=True)``, on the caller's thread.
+    SAGE compiles a plain chain (one source, then maps, filters and sinks) to its actor
+    path and anything else (several pipelines) to its general graph path; the topologies
+    reach both.
+    """
 
     name = "sage"
+    #: Batch jobs end in ``submit(autostop=True)``; streaming jobs start with
+    #: ``submit(autostop=False)`` and end in ``stop()`` or ``close()``.
+    modes: tuple[str, ...] = ("batch", "streaming")
+    #: SAGE 0.3's in-process backend keeps one thread pool for the whole process, on
+    #: purpose (``get_local_runtime_backend()``: created once, never stopped). A job's
+    #: own service pool (``sage_local_service``) is not listed: SAGE shuts it down when
+    #: the job ends.
+    thread_allowlist: tuple[str, ...] = ("sage_local_runtime",)
+    #: SAGE 0.3 constructs a service when a task first calls it, not when the job starts.
+    services_on_demand = True
+    #: Threads SAGE started may take a moment to notice the end.
+    grace = 1.0
+    #: SAGE 0.3 waits with 10 ms sleep loops: quiet means quiet for a little longer.
+    hold = 0.1
+    _environment = "LocalEnvironment"
+
+    def __init__(self) -> None:
+        sage = _import_current(self.name)
+        self._classes = _adapters("current", sage)
+        self._Environment: Callable[[str], Any] = sage[self._environment]
+        self.env: Any = None
+
+    def build(self, probes: Probes) -> None:
+        env = self._Environment(_env_name(probes))
+        env.set_console_log_level("WARNING")
+        _build_pipelines(env, probes, self._classes)
+        # Loggers SAGE made while building, and the ones it names for this job's stages
+        # and services when it runs them: routed to the log file before they print.
+        for name in self._logger_names(env, probes):
+            _route_logger(name)
+        _route_current_sage_loggers()
+        self.env = env
+
+    @staticmethod
+    def _logger_names(env: Any, probes: Probes) -> list[str]:
+        names = ["sage", "JobManager", env.name, *probes.services]
+        for transformation in env.pipeline:
+            basename = getattr(transformation, "basename", None)
+            if basename:
+                names.append(basename)
+                parallelism = int(getattr(transformation, "parallelism", 1) or 1)
+                names += [f"{basename}_r{k}" for k in range(parallelism)]
+        names += [
+            f"{wrapper}{suffix}"
+            for wrapper in (
+                "SourceActorWrapper",
+                "MapActorWrapper",
+                "FilterActorWrapper",
+                "SinkActorWrapper",
+            )
+            for suffix in ("", *(f"_r{k}" for k in range(4)))
+        ]
+        return names
+
+    def wait(self) -> None:
+        try:
+            self.env.submit(autostop=True)
+        finally:
+            _route_current_sage_loggers()
+
+    def start(self) -> None:
+        try:
+            self.env.submit(autostop=False)
+        finally:
+            _route_current_sage_loggers()
+
+    def stop(self) -> None:
+        self.env.stop()
+
+    def close(self) -> None:
+        self.env.close()
+
+    def release(self) -> None:
+        env = self.env
+        if env is None:
+            return
+        try:
+            if self._environment == "FlowNetEnvironment" or getattr(env, "env_uuid", None):
+                env.close()
+        except Exception as exc:
+            warnings.warn(
+                f"SAGE's env.close() failed while releasing the job: {type(exc).__name__}: {exc}",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        finally:
+            _route_current_sage_loggers()
+
+
+class SageFlowNetTarget(SageTarget):
+    """SAGE's current ``FlowNetEnvironment`` (``isage`` >= 0.3), in-process, as a target."""
+
+    name = "sage-flownet"
+    _environment = "FlowNetEnvironment"
+    #: FlowNet's runtime is one per process (``get_flownet_adapter()``), and so are its
+    #: pools, on purpose: its event-loop threads and executor lanes (``flownet-v1-*``)
+    #: and its async-call executor (``sage_flownet_async``). A job's own service pool
+    #: (``sage_local_service``) is not listed.
+    thread_allowlist: tuple[str, ...] = ("flownet-v1-", "sage_flownet_async")
+
+
+# -- the legacy line: isage-kernel 0.2.5.3 -----------------------------------------------
+def _prepare_kernel_process() -> None:
+    """Point the legacy line's log files at a temporary directory and quiet its console,
+    once, unless the caller chose."""
+    with _process_lock:
+        if "SAGE_PROJECT_ROOT" not in os.environ:
+            root = tempfile.mkdtemp(prefix="sage-lifecycle-logs-")
+            atexit.register(shutil.rmtree, root, ignore_errors=True)
+            os.environ["SAGE_PROJECT_ROOT"] = root
+        os.environ.setdefault("SAGE_LOG_LEVEL", "WARNING")
+
+
+class SageKernelTarget:
+    """The legacy SAGE line's ``LocalEnvironment`` (``isage-kernel`` 0.2.5.3) as a target."""
+
+    name = "sage-kernel"
     #: SAGE keeps its JobManager's server thread for the whole process, on purpose.
     thread_allowlist: tuple[str, ...] = ("JobManagerServerThread",)
     #: SAGE polls its tasks; threads it started may take a moment to notice the end.
@@ -92,35 +352,19 @@ class SageTarget:
     hold = 0.3
 
     def __init__(self) -> None:
-        sage = _import_sage()
-        _prepare_process()
-        if not _classes:
-            _classes.update(
-                service=_service_class(sage["BaseService"]),
-                source=_source_class(sage["BatchFunction"]),
-                map=_stage_class(sage["MapFunction"]),
-                filter=_stage_class(sage["FilterFunction"]),
-                sink=_sink_class(sage["SinkFunction"]),
-            )
+        sage = _import_kernel(self.name)
+        _prepare_kernel_process()
+        self._classes = _adapters("kernel", sage)
         self._LocalEnvironment = sage["LocalEnvironment"]
         self.env: Any = None
 
     def build(self, probes: Probes) -> None:
-        env = self._LocalEnvironment(f"lifecycle_{probes.job.replace('#', '_')}")
+        env = self._LocalEnvironment(_env_name(probes))
         # The JobManager singleton installs signal handlers: create it here, on the
         # thread that builds the job (the main thread), before wait() runs elsewhere.
         if threading.current_thread() is threading.main_thread():
             _ = env.jobmanager
-        for name, service in probes.services.items():
-            env.register_service(name, _classes["service"], service)
-        for i, source in enumerate(probes.sources):
-            stream = env.from_batch(_classes["source"], source)
-            for stage in probes.stages[i]:
-                kind = stage.spec.kind
-                add = stream.map if kind == "map" else stream.filter
-                stream = add(_classes[kind], stage, parallelism=stage.spec.parallelism)
-            for sink in probes.sinks[i]:
-                stream.sink(_classes["sink"], sink, parallelism=sink.spec.parallelism)
+        _build_pipelines(env, probes, self._classes)
         self.env = env
 
     def wait(self) -> None:
@@ -131,8 +375,6 @@ class SageTarget:
             try:
                 self.env.close()
             except Exception as exc:
-                import warnings
-
                 warnings.warn(
                     f"SAGE's env.close() failed while releasing the job: "
                     f"{type(exc).__name__}: {exc}",

@@ -27,6 +27,8 @@ from .reference import (
     LocalEnvironment,
     MapFunction,
     SinkFunction,
+    SourceFunction,
+    StopSignal,
 )
 
 __all__ = [
@@ -50,6 +52,8 @@ class TargetError(LookupError):
 class Target(Protocol):
     """A runtime under test. One method per operation; the harness calls them in order.
 
+    For a batch job (``probes.topology.mode == "batch"``):
+
     1. ``build(probes)`` once: register the probes' services and pipelines with the
        runtime's API (``probes.topology`` says what to build). Do not start the job.
     2. ``wait()`` once, on a harness thread: start the job and block in the runtime's
@@ -58,11 +62,25 @@ class Target(Protocol):
     3. ``release()`` once, after the checks: free whatever the runtime holds, best
        effort, even after a hang or an early return.
 
+    A target that runs streaming jobs lists ``"streaming"`` in ``modes`` (default:
+    ``("batch",)``; a target without it gets batch topologies only) and has three more
+    methods. For a streaming job the harness calls ``build(probes)``, then ``start()``
+    on a harness thread (``submit(autostop=False)``: start the job and return at once),
+    then the ending call it draws, on harness threads: ``stop()`` (``env.stop()``) or
+    ``close()`` (``env.close()``), possibly twice at once or one after the other; each
+    must return or raise exactly what the runtime's call does. Then ``release()``.
+    In a streaming topology every source is built as a streaming source
+    (``from_source`` in SAGE 0.3): a probe source's ``next()`` gives an item or ``None``,
+    and ``None`` means its end when ``probe.ended`` is true (return the runtime's end
+    marker, SAGE's ``StopSignal``), else "nothing now".
+
     ``name`` appears in reports; ``thread_allowlist`` lists name prefixes of threads the
     runtime may leave alive after its wait (pools it keeps on purpose); ``grace`` is how
     long, in seconds, other threads it started may take to end after the wait. A target
     may also set ``hold``: the seconds of quiet that mean "nothing more will happen"
-    for a runtime that polls (the driver uses the longer of it and ``--lifecycle-hold``).
+    for a runtime that polls (the driver uses the longer of it and ``--lifecycle-hold``),
+    and ``services_on_demand = True`` if its runtime constructs a service only when a
+    task first calls it (then a service nothing called need not have been constructed).
     """
 
     name: str
@@ -87,6 +105,7 @@ class ReferenceTarget:
     name = "reference"
     thread_allowlist: tuple[str, ...] = ()
     grace = 0.1
+    modes: tuple[str, ...] = ("batch", "streaming")
 
     def __init__(
         self, dispatcher: type[Dispatcher] = Dispatcher, *, name: str | None = None
@@ -107,8 +126,12 @@ class ReferenceTarget:
         self.env = env
         for name, service in probes.services.items():
             env.register_service(name, _service_class(BaseService), service)
+        streaming = probes.topology.streaming
         for i, source in enumerate(probes.sources):
-            stream = env.from_batch(_source_class(BatchFunction), source)
+            if streaming:
+                stream = env.from_source(_stream_source_class(SourceFunction, StopSignal), source)
+            else:
+                stream = env.from_batch(_source_class(BatchFunction), source)
             for stage in probes.stages[i]:
                 base = MapFunction if stage.spec.kind == "map" else FilterFunction
                 if stage.spec.kind == "map":
@@ -125,6 +148,18 @@ class ReferenceTarget:
     def wait(self) -> None:
         assert self.env is not None, "build() first"
         self.env.submit(autostop=True)
+
+    def start(self) -> None:
+        assert self.env is not None, "build() first"
+        self.env.submit(autostop=False)
+
+    def stop(self) -> None:
+        assert self.env is not None, "build() first"
+        self.env.stop()
+
+    def close(self) -> None:
+        assert self.env is not None, "build() first"
+        self.env.close()
 
     def release(self) -> None:
         if self.env is not None and self.env.dispatcher is not None:
@@ -165,6 +200,24 @@ def _source_class(base: type[Any]) -> type[Any]:
             return self.probe.next()
 
     return ProbeSource
+
+
+def _stream_source_class(base: type[Any], stop_signal: Callable[[str], Any]) -> type[Any]:
+    """A streaming source on ``base`` (a ``SourceFunction``): an item, ``None`` for
+    "nothing now", or ``stop_signal(...)`` once a bounded probe source has ended."""
+
+    class ProbeStreamSource(base):  # type: ignore[misc]
+        def __init__(self, probe: Any) -> None:
+            super().__init__()
+            self.probe = probe
+
+        def execute(self) -> Any:
+            item = self.probe.next()
+            if item is None and self.probe.ended:
+                return stop_signal(self.probe.node)
+            return item
+
+    return ProbeStreamSource
 
 
 def _item_class(base: type[Any], action: str) -> type[Any]:
@@ -220,6 +273,23 @@ def _as_target(obj: Any, spec: str) -> Target:
         raise TargetError(
             f"target {spec!r} gave {candidate!r}, which is not a Target: it needs a name, "
             "thread_allowlist, grace, and build(probes), wait() and release() methods"
+        )
+    modes = getattr(candidate, "modes", ("batch",))
+    if (
+        not isinstance(modes, tuple)
+        or not modes
+        or any(m not in ("batch", "streaming") for m in modes)
+    ):
+        raise TargetError(
+            f"target {spec!r} has modes={modes!r}: expected a tuple of 'batch' and/or "
+            "'streaming', for example modes = ('batch', 'streaming')"
+        )
+    missing = [m for m in ("start", "stop", "close") if not callable(getattr(candidate, m, None))]
+    if "streaming" in modes and missing:
+        raise TargetError(
+            f"target {spec!r} lists 'streaming' in its modes but has no "
+            f"{', '.join(f'{m}()' for m in missing)}: a streaming target needs start(), "
+            "stop() and close(); or leave 'streaming' out of modes"
         )
     grace = candidate.grace
     if isinstance(grace, bool) or not isinstance(grace, (int, float)) or not 0 <= grace <= 3600:

@@ -2,7 +2,10 @@
 
 A topology names services (and how their setup and cleanup behave), pipelines (a source
 with N items, map/filter stages with parallelism and the services each calls, one or more
-sinks) and the injected faults and gates. It is validated on construction.
+sinks), the injected faults and gates, and the job's mode: a ``batch`` job ends with
+``submit(autostop=True)``; a ``streaming`` job is started with ``submit(autostop=False)``
+and ended by the driver's ``stop()`` or ``close()``, and its sources may be
+``unbounded`` (they never end by themselves). It is validated on construction.
 
 Example::
 
@@ -18,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 __all__ = [
+    "MODES",
     "PipelineSpec",
     "ServiceSpec",
     "SinkSpec",
@@ -27,6 +31,8 @@ __all__ = [
     "topologies",
 ]
 
+Mode = Literal["batch", "streaming"]
+MODES: tuple[Mode, ...] = ("batch", "streaming")
 SetupBehaviour = Literal["ok", "raises"]
 CleanupBehaviour = Literal["ok", "raises"]
 _SETUP = ("ok", "raises")
@@ -114,17 +120,25 @@ class PipelineSpec:
     """A source of ``items`` items, then ``stages`` in a chain, then ``sinks`` (fan-out).
 
     Every source parks at a gate (``end:p<i>``) after its last item, before it ends the
-    batch, so the stages drain while the driver holds the end.
+    batch, so the stages drain while the driver holds the end. An ``unbounded`` source
+    (streaming jobs only) never ends by itself: after that gate it waits, emitting
+    nothing more, until the driver asks the job to stop, so it cannot race ahead of the
+    driver.
     """
 
     items: int = 1
     stages: tuple[StageSpec, ...] = ()
     sinks: tuple[SinkSpec, ...] = field(default_factory=lambda: (SinkSpec(),))
+    unbounded: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.items, bool) or not isinstance(self.items, int) or self.items < 0:
             raise TopologyError(
                 f"PipelineSpec(items={self.items!r}): items must be an integer >= 0"
+            )
+        if not isinstance(self.unbounded, bool):
+            raise TopologyError(
+                f"PipelineSpec(unbounded={self.unbounded!r}): expected True or False"
             )
         if not self.sinks:
             raise TopologyError(
@@ -140,16 +154,27 @@ class PipelineSpec:
 
 @dataclass(frozen=True)
 class Topology:
-    """A whole job: services and one or more pipelines."""
+    """A whole job: services, one or more pipelines, and how it ends (``mode``)."""
 
     services: tuple[ServiceSpec, ...] = ()
     pipelines: tuple[PipelineSpec, ...] = field(default_factory=lambda: (PipelineSpec(),))
+    mode: Mode = "batch"
 
     def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise TopologyError(
+                f"Topology(mode={self.mode!r}): expected 'batch' (ends with "
+                "submit(autostop=True)) or 'streaming' (ends with stop() or close())"
+            )
         if not self.pipelines:
             raise TopologyError(
                 "Topology(pipelines=()): a job needs at least one pipeline; use "
                 "pipelines=(PipelineSpec(),)"
+            )
+        if self.mode == "batch" and any(p.unbounded for p in self.pipelines):
+            raise TopologyError(
+                "Topology: an unbounded source never ends by itself, so a batch job with "
+                "one could never end; use mode='streaming' or unbounded=False"
             )
         names = [s.name for s in self.services]
         dupes = sorted({n for n in names if names.count(n) > 1})
@@ -179,6 +204,11 @@ class Topology:
             for p in self.pipelines
         )
 
+    @property
+    def streaming(self) -> bool:
+        """Whether the job is streaming: started at once, ended by ``stop()``/``close()``."""
+        return self.mode == "streaming"
+
     def has_faults(self) -> bool:
         """Whether any failure is injected (a raising setup, cleanup or stage)."""
         return any(s.setup == "raises" or s.cleanup == "raises" for s in self.services) or any(
@@ -187,9 +217,10 @@ class Topology:
 
     def describe(self) -> str:
         """One line per service and pipeline, for failure messages."""
-        lines = [f"service {s.name}: setup {s.setup}, cleanup {s.cleanup}" for s in self.services]
+        lines = ["mode: streaming (ended by the driver's stop or close)"] if self.streaming else []
+        lines += [f"service {s.name}: setup {s.setup}, cleanup {s.cleanup}" for s in self.services]
         for i, p in enumerate(self.pipelines):
-            parts = [f"source({p.items} items)"]
+            parts = [f"source({p.items} items{', unbounded' if p.unbounded else ''})"]
             for st in p.stages:
                 extra = [f"x{st.parallelism}"] if st.parallelism > 1 else []
                 extra += [f"calls {','.join(st.calls)}"] if st.calls else []
@@ -217,12 +248,15 @@ def topologies(
     max_parallelism: int = 2,
     faults: bool = True,
     gates: bool = True,
+    modes: tuple[str, ...] = ("batch",),
 ) -> Any:
     """A Hypothesis strategy for topologies within the given sizes.
 
     Every draw shrinks toward the smallest job: no faults, no item gates, parallelism 1,
     one source -> sink pipeline, and as few services as the failure needs. ``gates``
     allows item gates on stages and sinks; cleanup and source-end gates are always there.
+    ``modes`` are the job modes to draw (a target declares the ones it supports); a
+    streaming job's sources are bounded or unbounded. Draws shrink toward the first mode.
 
     Example::
 
@@ -242,8 +276,14 @@ def topologies(
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise TopologyError(f"topologies({name}={value!r}): expected an integer >= {low}")
 
+    if not modes or any(m not in MODES for m in modes) or len(set(modes)) != len(modes):
+        raise TopologyError(
+            f"topologies(modes={modes!r}): expected a tuple of distinct modes from {MODES}"
+        )
+
     @st.composite
     def build(draw: Any) -> Topology:
+        mode: Mode = draw(st.sampled_from(modes)) if len(modes) > 1 else modes[0]  # type: ignore[assignment]
         behaviour = st.sampled_from(_SETUP if faults else ("ok",))
         # A list shrinks by deleting elements, so a failure sheds the services it does
         # not need.
@@ -283,9 +323,10 @@ def topologies(
             )
             stages = draw(st.lists(stage, max_size=max_stages))
             sinks = draw(st.lists(sink, min_size=1, max_size=max_sinks))
-            return PipelineSpec(items, tuple(stages), tuple(sinks))
+            unbounded = draw(st.booleans()) if mode == "streaming" else False
+            return PipelineSpec(items, tuple(stages), tuple(sinks), unbounded)
 
         pipelines = draw(st.lists(pipeline(), min_size=1, max_size=max_pipelines))
-        return Topology(services, tuple(pipelines))
+        return Topology(services, tuple(pipelines), mode)
 
     return build()

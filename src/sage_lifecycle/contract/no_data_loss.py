@@ -24,12 +24,20 @@ def check(events: Sequence[Event], *, complete: bool = True) -> list[Violation]:
 
     Task-create (or task-start) events name each instance's logical ``node``, its
     ``role`` and its ``ancestors``; an item dropped by a filter upstream of a sink
-    (``item.drop``) is not owed to it. Sinks downstream of a failed task are skipped:
-    their loss was injected.
+    (``item.drop``) is not owed to it. Sinks downstream of a task that failed with an
+    injected fault are skipped: their loss was injected. A task error marked
+    ``injected=False`` (the harness's probes mark each one) is the runtime's own
+    failure, and what it did not deliver is lost; errors without the mark (a user's own
+    functions under the fixtures) count as intended.
     """
     wait = first_completed_wait(events)
     if wait is None or not complete:
         return []
+    # A batch owes every item emitted before its wait returned; a streaming job ended by
+    # stop() or close() owes the items emitted before the stop was requested.
+    owed_before = wait.seq
+    if wait.subject in ("stop", "close"):
+        owed_before = int(wait.get("begin", wait.seq))
     ancestors: dict[str, frozenset[str]] = {}
     sinks: set[str] = set()
     failed: set[str] = set()
@@ -41,9 +49,14 @@ def check(events: Sequence[Event], *, complete: bool = True) -> list[Violation]:
             ancestors[node] = frozenset(e.get("ancestors", ()))
             if e.get("role") == "sink":
                 sinks.add(node)
+    uninjected: dict[str, Event] = {}
     for e in events:
         if e.kind is EventKind.TASK_ERROR:
-            failed.add(node_of.get(e.subject, e.subject))
+            node = node_of.get(e.subject, e.subject)
+            if e.get("injected", True):
+                failed.add(node)
+            else:
+                uninjected.setdefault(node, e)
 
     emitted: list[Event] = []
     reached: dict[tuple[str, str], Event] = {}
@@ -53,7 +66,7 @@ def check(events: Sequence[Event], *, complete: bool = True) -> list[Violation]:
         if item is None:
             continue
         node = str(e.get("node", node_of.get(e.subject, e.subject)))
-        if e.kind is EventKind.ITEM_EMIT and e.seq < wait.seq:
+        if e.kind is EventKind.ITEM_EMIT and e.seq < owed_before:
             emitted.append(e)
         elif e.kind is EventKind.ITEM_SINK:
             reached.setdefault((node, str(item)), e)
@@ -78,7 +91,12 @@ def check(events: Sequence[Event], *, complete: bool = True) -> list[Violation]:
         emit = lost[0]
         more = f" (and {len(lost) - 1} more)" if len(lost) > 1 else ""
         msg = f"item {emit.get('item')!r} from {emit.subject!r} never reached sink {sink!r}{more}"
-        out.append(violation(PROPERTY, msg, [emit, wait]))
+        cause = next((uninjected[n] for n in (sink, *sorted(upstream)) if n in uninjected), None)
+        witnesses = [emit, wait]
+        if cause is not None:
+            msg += f", after {cause.subject!r} failed with {cause.error}, which nobody injected"
+            witnesses.insert(1, cause)
+        out.append(violation(PROPERTY, msg, witnesses))
     return out
 
 

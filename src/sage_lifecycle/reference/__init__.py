@@ -18,7 +18,15 @@ from .errors import (
     ServiceRegistrationError,
     ServiceUnavailableError,
 )
-from .functions import BaseFunction, BatchFunction, FilterFunction, MapFunction, SinkFunction
+from .functions import (
+    BaseFunction,
+    BatchFunction,
+    FilterFunction,
+    MapFunction,
+    SinkFunction,
+    SourceFunction,
+    StopSignal,
+)
 from .service import BaseService
 
 __all__ = [
@@ -43,4 +51,6 @@ __all__ = [
     "ServiceSpec",
     "ServiceUnavailableError",
     "SinkFunction",
+    "SourceFunction",
+    "StopSignal",
 ]

@@ -7,7 +7,9 @@ stopped. The life of a job, each step recorded into the observer:
 
 1. every service starts on its own thread: constructed, then ``setup()``;
 2. a controller thread waits for the setups, then starts one thread per task instance;
-3. sources emit until ``execute()`` returns ``None`` (or a stop is requested); when the
+3. sources emit until ``execute()`` returns ``None`` (a batch source) or a ``StopSignal``
+   (a streaming source, for which ``None`` means "nothing now"), or a stop is
+   requested (``env.stop()``: a streaming job runs until then); when the
    last instance of a stage ends, the stage sends one stop signal to each downstream
    instance, after every item its instances sent (the fan-out is P + Q, not P x Q);
    each instance stops once every upstream stage has signalled, and then signals the
@@ -48,6 +50,7 @@ from .errors import (
     ServiceNotFoundError,
     ServiceUnavailableError,
 )
+from .functions import is_stop_signal
 
 __all__ = ["Dispatcher", "NodeSpec", "RuntimeContext", "ServiceSpec"]
 
@@ -66,6 +69,10 @@ _CLEANUP = _Stop()
 #: SystemExit and KeyboardInterrupt are among them, so a job thread never dies silently;
 #: the wait re-raises them as they are instead of wrapping them in JobFailed.
 USER_ERRORS = (Exception, SystemExit, KeyboardInterrupt)
+
+#: How long a streaming source that had nothing waits before asking again (on the stop
+#: event: a stop request ends the wait at once).
+IDLE_POLL = 0.01
 
 
 class _Item(NamedTuple):
@@ -91,6 +98,9 @@ class NodeSpec:
     role: str  # "source", "map", "filter" or "sink"
     factory: Callable[[], Any]
     parallelism: int = 1
+    #: A streaming source (``from_source``): ``None`` means "nothing now", and a
+    #: ``StopSignal`` ends it. A batch source (``from_batch``) ends at ``None``.
+    streaming: bool = False
     upstream: NodeSpec | None = None
     downstream: list[NodeSpec] = field(default_factory=list)
 
@@ -266,12 +276,12 @@ class ServiceRuntime:
         d = self.dispatcher
         label = call.method or "__call__"
         if self.setup_error is not None or self.instance is None:
-            call.future.set_exception(
-                ServiceUnavailableError(
-                    f"{call.caller} called {self.name}.{label}(), but the service's setup "
-                    f"failed: {describe_error(self.setup_error or RuntimeError('unknown'))}"
-                )
+            refused = ServiceUnavailableError(
+                f"{call.caller} called {self.name}.{label}(), but the service's setup "
+                f"failed: {describe_error(self.setup_error or RuntimeError('unknown'))}"
             )
+            refused.__cause__ = self.setup_error  # the caller's error carries the setup's
+            call.future.set_exception(refused)
             return
         target = getattr(self.instance, label, None)
         if not callable(target):
@@ -399,8 +409,14 @@ class TaskRuntime:
         try:
             while not d.stop_requested.is_set():
                 value = self.function.execute()
-                if value is None:
+                if is_stop_signal(value):
                     return
+                if value is None:
+                    if not self.node.streaming:
+                        return
+                    # Nothing now: ask again soon, at once if the job is stopped.
+                    d.stop_requested.wait(IDLE_POLL)
+                    continue
                 key = f"{self.node.name}#{n}"
                 n += 1
                 d._record(EventKind.ITEM_EMIT, self.name, node=self.node.name, item=key)
@@ -609,6 +625,23 @@ class Dispatcher:
     def request_stop(self) -> None:
         """Ask the sources to stop after their current item (``env.stop()``)."""
         self.stop_requested.set()
+
+    def stop(self, subject: str = "stop", timeout: float | None = None) -> None:
+        """End a job (``env.stop()``): ask the sources to stop, then wait for the end.
+
+        What is in flight drains, every service is cleaned, every thread joined, and the
+        failures are raised, as by ``submit(autostop=True)``. Safe to call again and from
+        several threads at once: each call returns once the job is finished, and the
+        failures are raised once.
+        """
+        begin = self.begin_wait(subject)  # before the request: what it owes is what came before
+        self.request_stop()
+        self.wait(subject, timeout, begin=begin)
+
+    def close(self, timeout: float | None = None) -> None:
+        """Release the job (``env.close()``): stop it unless a wait already ended it."""
+        if not self.waited:
+            self.stop("close", timeout)
 
     # -- waiting -------------------------------------------------------------------
     def is_finished(self) -> bool:

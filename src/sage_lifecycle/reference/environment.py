@@ -212,6 +212,26 @@ class LocalEnvironment:
         self._nodes.append(node)
         return DataStream(self, node)
 
+    def from_source(self, source: Any, *args: Any, **kwargs: Any) -> DataStream:
+        """Start a streaming pipeline from a ``SourceFunction`` class (as in SAGE 0.3).
+
+        Its ``execute()`` returns an item, ``None`` for "nothing now", or a
+        ``StopSignal`` to end. Start the job with ``submit(autostop=False)`` and end it
+        with ``stop()`` or ``close()``.
+        """
+        self._check_open("from_source()")
+        if not isinstance(source, type):
+            raise PipelineDefinitionError(
+                f"from_source({source!r}): expected a SourceFunction class; for a finite "
+                "list of items use from_batch(...)"
+            )
+        label, factory = _stage_factory("from_source", source, args, kwargs)
+        node = NodeSpec(
+            name=self._node_name("source", label), role="source", factory=factory, streaming=True
+        )
+        self._nodes.append(node)
+        return DataStream(self, node)
+
     # -- running -------------------------------------------------------------------
     @property
     def built(self) -> bool:
@@ -260,8 +280,7 @@ class LocalEnvironment:
             raise JobStateError(
                 f"stop() on environment {self.name!r} before submit(); nothing is running"
             )
-        self._dispatcher.request_stop()
-        self._dispatcher.wait("stop")
+        self._dispatcher.stop("stop")
 
     def close(self, timeout: float | None = None) -> None:
         """Stop the job and wait for it unless a wait already did; safe to call twice.
@@ -272,9 +291,8 @@ class LocalEnvironment:
         if self._closed:
             return
         self._closed = True
-        if self._dispatcher is not None and not self._dispatcher.waited:
-            self._dispatcher.request_stop()
-            self._dispatcher.wait("close", timeout)
+        if self._dispatcher is not None:
+            self._dispatcher.close(timeout)
 
     def __enter__(self) -> LocalEnvironment:
         return self

@@ -1,4 +1,4 @@
-"""Function base classes for pipeline stages, as in SAGE: batch sources, maps, filters, sinks."""
+"""Function base classes for pipeline stages, as in SAGE: sources, maps, filters, sinks."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ __all__ = [
     "MapFunction",
     "ServiceCaller",
     "SinkFunction",
+    "SourceFunction",
+    "StopSignal",
 ]
 
 
@@ -61,6 +63,32 @@ class BatchFunction(BaseFunction):
 
     def execute(self) -> Any:
         raise NotImplementedError(f"{type(self).__name__} must implement execute()")
+
+
+class SourceFunction(BaseFunction):
+    """A streaming source, for ``env.from_source(...)``, as in SAGE 0.3: ``execute()``
+    returns the next item, ``None`` when it has nothing right now (the runtime asks again
+    soon, or stops it), or a :class:`StopSignal` to end the stream. It runs until it
+    ends itself or the job is stopped (``env.stop()`` / ``env.close()``)."""
+
+    def execute(self) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} must implement execute()")
+
+
+class StopSignal:
+    """What a :class:`SourceFunction` returns to end its stream (SAGE's ``StopSignal``)."""
+
+    def __init__(self, name: str = "stop", source: str | None = None) -> None:
+        self.name = name
+        self.source = source
+
+    def __repr__(self) -> str:
+        return f"StopSignal({self.name!r})"
+
+
+def is_stop_signal(value: Any) -> bool:
+    """Whether a source's value ends its stream: ours, or SAGE's own ``StopSignal``."""
+    return isinstance(value, StopSignal) or type(value).__name__ == "StopSignal"
 
 
 class MapFunction(BaseFunction):
