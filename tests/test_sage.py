@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+from typing import Literal
 
 import pytest
 
@@ -96,6 +97,27 @@ CURRENT_FINDINGS: dict[str, tuple[Topology, set[str]]] = {
     ),
 }
 
+STREAMING: Literal["streaming"] = "streaming"
+CURRENT_FINDINGS |= {
+    # A streaming job's services are never cleaned up: the last source thread to end
+    # finalizes the job only if no "sage-source-" thread is alive, and counts itself.
+    # stop() joins the source threads only, so it returns all the same, and the job's
+    # service pool stays alive.
+    "streaming: stop() never cleans the services": (
+        Topology(
+            (ServiceSpec("s0"),),
+            (PipelineSpec(items=2, sinks=(SinkSpec(calls=("s0",)),), unbounded=True),),
+            STREAMING,
+        ),
+        {"cleanup-exactly-once", "no-thread-leak"},
+    ),
+    # A stage that raises in a streaming job: the error is logged, stop() returns normally.
+    "streaming: a raising stage is lost": (
+        Topology((), (PipelineSpec(items=2, stages=(StageSpec(raises_on=0),)),), STREAMING),
+        {"failure-isolation"},
+    ),
+}
+
 CURRENT_HOLDS = {
     "chain: no services": Topology((), (PipelineSpec(items=3),)),
     "chain: map, no services": Topology((), (PipelineSpec(items=3, stages=(StageSpec(),)),)),
@@ -105,6 +127,12 @@ CURRENT_HOLDS = {
     "a service never called": Topology((ServiceSpec("s0"),), (PipelineSpec(items=1),)),
     "graph: a sink calls a service": Topology(
         ONE_PIPELINE_CALLING.services, (*ONE_PIPELINE_CALLING.pipelines, *TWO_PIPELINES)
+    ),
+    "streaming: no services, unbounded": Topology(
+        (), (PipelineSpec(items=2, unbounded=True),), STREAMING
+    ),
+    "streaming: a service never called": Topology(
+        (ServiceSpec("s0"),), (PipelineSpec(items=1, unbounded=True),), STREAMING
     ),
 }
 
