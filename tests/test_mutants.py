@@ -414,3 +414,20 @@ def test_the_hang_mutant_fails_with_a_deadline_not_a_stuck_suite() -> None:
     env, run = failing_cleanup(MUTANTS["unbalanced_counter"].dispatcher, DEADLINE)
     finish(env)
     assert [type(e) for e in run.errors] == [JobHangError]
+
+
+def test_the_demo_catches_pre_878_in_plain_text() -> None:
+    """``python -m sage_lifecycle.demo`` (the README points new users at it): exit 0, the
+    bug caught, and no raw RST markup in what it prints."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "sage_lifecycle.demo"],
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE * 2,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "SAGE's pre-#878 bug caught by cleanup-exactly-once" in done.stdout
+    assert "``" not in done.stdout

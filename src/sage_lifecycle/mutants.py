@@ -285,7 +285,8 @@ class Mutant:
 
     @property
     def summary(self) -> str:
-        doc = self.dispatcher.__doc__ or ""
+        """The bug in one paragraph of plain text (the docstring, without RST markup)."""
+        doc = (self.dispatcher.__doc__ or "").replace("``", "")
         return " ".join(doc.split())
 
 
