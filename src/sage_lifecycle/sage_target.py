@@ -250,8 +250,8 @@ class SageTarget:
         self.env: Any = None
 
     def build(self, probes: Probes) -> None:
+        _route_logger("sage")  # the environment's own logger, before it first logs
         env = self._Environment(_env_name(probes))
-        env.set_console_log_level("WARNING")
         _build_pipelines(env, probes, self._classes)
         # Loggers SAGE made while building, and the ones it names for this job's stages
         # and services when it runs them: routed to the log file before they print.
