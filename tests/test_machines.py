@@ -35,13 +35,16 @@ def test_reference_passes_the_black_box_machine() -> None:
 
 @pytest.mark.timeout(900)  # about two minutes on 2 cores; the suite's default is 120 s
 def test_reference_passes_the_deep_profile() -> None:
-    """At least 2,000 topologies against the reference, whatever profile the suite runs."""
-    before = stats.examples
+    """At least 2,000 topologies against the reference, whatever profile the suite runs,
+    with streaming jobs in the mix (the reference runs both modes)."""
+    before, modes_before = stats.examples, dict(stats.modes)
     run_state_machine_as_test(
         LifecycleMachine,
         settings=settings(settings.get_profile("deep"), max_examples=2000, database=None),
     )
     assert stats.examples - before >= 2000
+    for mode in ("batch", "streaming"):
+        assert stats.modes[mode] - modes_before.get(mode, 0) >= 500, dict(stats.modes)
 
 
 def test_reference_dispatcher_passes_the_white_box_machine() -> None:
@@ -195,3 +198,20 @@ def test_white_box_machine_catches_a_dispatcher_that_cleans_on_every_stop_signal
 
     with pytest.raises((AssertionError, LifecycleViolation)):
         run_state_machine_as_test(Double, settings=settings(phases=NO_SHRINK, database=None))
+
+
+def test_a_target_without_streaming_gets_batch_jobs_only() -> None:
+    """Not an error: a target that does not list 'streaming' in its modes is simply never
+    given a streaming job, and one that does gets both."""
+
+    class BatchOnly(ReferenceTarget):
+        modes = ("batch",)
+
+    few = settings(max_examples=40, database=None)
+    batch_only = LifecycleMachine.for_property("no-hang", target_factory=BatchOnly)
+    run_state_machine_as_test(batch_only, settings=few)
+    assert batch_only.search.modes["streaming"] == 0
+    assert batch_only.search.modes["batch"] >= 20
+    both = LifecycleMachine.for_property("no-hang", target_factory=ReferenceTarget)
+    run_state_machine_as_test(both, settings=few)
+    assert both.search.modes["streaming"] >= 5

@@ -53,12 +53,33 @@ class SlowGrace(ReferenceTarget):
     grace = "2s"  # type: ignore[assignment]
 
 
+class OddModes(ReferenceTarget):
+    modes = ("batch", "stream")
+
+
+class StreamsWithoutStop:
+    name = "half-streaming"
+    thread_allowlist: tuple[str, ...] = ()
+    grace = 0.1
+    modes = ("batch", "streaming")
+
+    def build(self, probes: Any) -> None: ...
+
+    def wait(self) -> None: ...
+
+    def release(self) -> None: ...
+
+    def start(self) -> None: ...
+
+
 @pytest.fixture
 def adapters(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
     module = types.ModuleType("my_adapters")
     module.GoodTarget = GoodTarget  # type: ignore[attr-defined]
     module.NotATarget = NotATarget  # type: ignore[attr-defined]
     module.SlowGrace = SlowGrace  # type: ignore[attr-defined]
+    module.OddModes = OddModes  # type: ignore[attr-defined]
+    module.StreamsWithoutStop = StreamsWithoutStop  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "my_adapters", module)
     return module
 
@@ -81,6 +102,18 @@ def test_module_attr_adapters_are_checked_at_configuration(adapters: types.Modul
         r"threads may outlive the wait, a number from 0 to 3600, for example grace = 0.5",
     ):
         resolve_target("my_adapters:SlowGrace")
+    with pytest.raises(
+        TargetError,
+        match=r"target 'my_adapters:OddModes' has modes=\('batch', 'stream'\): expected a "
+        r"tuple of 'batch' and/or 'streaming'",
+    ):
+        resolve_target("my_adapters:OddModes")
+    with pytest.raises(
+        TargetError,
+        match=r"lists 'streaming' in its modes but has no stop\(\), close\(\): a streaming "
+        r"target needs start\(\), stop\(\) and close\(\); or leave 'streaming' out of modes",
+    ):
+        resolve_target("my_adapters:StreamsWithoutStop")
 
 
 class _EntryPoint:

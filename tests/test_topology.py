@@ -38,6 +38,12 @@ from sage_lifecycle.topology import (
             lambda: Topology(pipelines=(PipelineSpec(sinks=(SinkSpec(calls=("db",)),)),)),
             r"pipelines\[0\].sinks\[0\] calls unknown service\(s\) \['db'\]; declare them",
         ),
+        (lambda: Topology(mode="stream"), r"mode='stream'\): expected 'batch' .* or 'streaming'"),  # type: ignore[arg-type]
+        (
+            lambda: Topology(pipelines=(PipelineSpec(unbounded=True),)),
+            "a batch job with one could never end; use mode='streaming' or unbounded=False",
+        ),
+        (lambda: PipelineSpec(unbounded=1), r"unbounded=1\): expected True or False"),  # type: ignore[arg-type]
     ],
 )
 def test_impossible_topologies_are_refused_with_the_value_and_the_fix(
@@ -52,6 +58,27 @@ def test_strategy_arguments_are_checked_when_declared() -> None:
         TopologyError, match=r"topologies\(max_pipelines=0\): expected an integer >= 1"
     ):
         topologies(max_pipelines=0)
+    with pytest.raises(TopologyError, match=r"topologies\(modes=\('batch', 'batch'\)\)"):
+        topologies(modes=("batch", "batch"))
+
+
+@given(topologies(modes=("batch", "streaming")))
+def test_both_modes_are_drawn_valid_and_only_streaming_has_unbounded_sources(
+    topology: Topology,
+) -> None:
+    assert topology.mode in ("batch", "streaming")
+    if not topology.streaming:
+        assert not any(p.unbounded for p in topology.pipelines)
+
+
+def test_a_streaming_topology_describes_its_mode_and_unbounded_sources() -> None:
+    described = Topology(
+        pipelines=(PipelineSpec(items=2, unbounded=True),), mode="streaming"
+    ).describe()
+    assert described.splitlines() == [
+        "mode: streaming (ended by the driver's stop or close)",
+        "pipeline 0: source(2 items, unbounded) -> sink()",
+    ]
 
 
 @given(topologies())

@@ -143,11 +143,14 @@ class Search:
         self.exercised = 0
         self.violations: dict[str, int] = {}
         self.failures: list[Failure] = []
+        #: Jobs started per mode (``batch``, ``streaming``).
+        self.modes: Counter[str] = Counter()
         self._jobs = itertools.count(1)
 
-    def next_job(self) -> int:
+    def next_job(self, mode: str = "batch") -> int:
         with self.lock:
             self.runs += 1
+            self.modes[mode] += 1
             return next(self._jobs)
 
     def count(self, violations: list[Any] | tuple[Any, ...] = (), *, exercised: bool) -> None:
@@ -260,7 +263,7 @@ class LifecycleMachine(RuleBasedStateMachine):
                 f"{', '.join(target_modes(target))}); this topology is one:\n"
                 f"{topology.describe()}"
             )
-        job = f"{target.name}#{type(self).search.next_job()}"
+        job = f"{target.name}#{type(self).search.next_job(topology.mode)}"
         probes = Probes(topology, self.trace, job=job, gate_timeout=self.deadline)
         self._threads_before = set(threading.enumerate())
         self.target, self.probes = target, probes
