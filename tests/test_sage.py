@@ -201,3 +201,25 @@ def test_the_harness_keeps_finding_legacy_sages_violation(finding: str) -> None:
 @pytest.mark.parametrize("case", sorted(KERNEL_HOLDS))
 def test_the_harness_keeps_passing_what_legacy_sage_does_right(case: str) -> None:
     assert check_topology(resolve_target("sage-kernel"), KERNEL_HOLDS[case]) == []
+
+
+@needs_kernel
+def test_the_legacy_line_refuses_xdist_in_one_line(pytester: pytest.Pytester) -> None:
+    """Its JobManager binds a fixed port: two worker processes would collide."""
+    pytest.importorskip("xdist")
+    result = pytester.runpytest_subprocess(
+        "-p",
+        "sage_lifecycle",
+        "--lifecycle-conformance",
+        "--lifecycle-target=sage-kernel",
+        "-n",
+        "2",
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            "ERROR: --lifecycle-target=sage-kernel with pytest-xdist (-n 2): this runtime binds a "
+            "fixed port, so two processes cannot run it at once; run it without -n*"
+        ]
+    )
+    assert "Traceback" not in result.stderr.str()

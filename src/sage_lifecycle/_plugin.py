@@ -249,6 +249,13 @@ def _register_conformance(
         )
     factory = _resolve(settings.target, where)
     sample = factory()
+    workers = config.getoption("numprocesses", None)
+    if getattr(sample, "one_process_at_a_time", False) and workers not in (None, 0, 1):
+        raise pytest.UsageError(
+            f"--lifecycle-target={settings.target} with pytest-xdist (-n {workers}): this "
+            "runtime binds a fixed port, so two processes cannot run it at once; run it "
+            "without -n (its searches then run one after the other)"
+        )
     dispatcher = sample.dispatcher if isinstance(sample, ReferenceTarget) else None
     conf = ConformanceSettings(
         target=settings.target,

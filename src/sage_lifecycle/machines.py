@@ -585,8 +585,9 @@ class LifecycleMachine(RuleBasedStateMachine):
                     exercised=any(PROPERTIES[p].exercised(events) for p in props)
                 )
         finally:
-            # The verdict is taken: free every gate so nothing of the harness holds the
-            # target while it releases what it started.
+            # The verdict is taken: free every gate (and every unbounded source) so
+            # nothing of the harness holds the target while it releases what it started.
+            self.probes.stop_requested.set()
             for gate in self.probes.gates.values():
                 gate.open()
             if self.target is not None:

@@ -350,6 +350,8 @@ class SageKernelTarget:
     grace = 2.0
     #: SAGE's threads poll with pauses of up to a second: quiet means quiet for longer.
     hold = 0.3
+    #: Its JobManager binds a fixed TCP port: never two processes at once (no xdist).
+    one_process_at_a_time = True
 
     def __init__(self) -> None:
         sage = _import_kernel(self.name)

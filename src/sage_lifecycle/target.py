@@ -79,8 +79,10 @@ class Target(Protocol):
     long, in seconds, other threads it started may take to end after the wait. A target
     may also set ``hold``: the seconds of quiet that mean "nothing more will happen"
     for a runtime that polls (the driver uses the longer of it and ``--lifecycle-hold``),
-    and ``services_on_demand = True`` if its runtime constructs a service only when a
-    task first calls it (then a service nothing called need not have been constructed).
+    ``services_on_demand = True`` if its runtime constructs a service only when a task
+    first calls it (then a service nothing called need not have been constructed), and
+    ``one_process_at_a_time = True`` if two processes cannot run it at once (a fixed
+    port): the conformance suite then refuses pytest-xdist with a usage error.
     """
 
     name: str

@@ -727,11 +727,13 @@ class Dispatcher:
     def release(self, timeout: float) -> list[threading.Thread]:
         """Best effort after a failed or early wait: let the job end and join its threads.
 
-        Waits up to ``timeout`` for the job to finish, cleans any service still open
+        Asks the sources to stop (a streaming job may still be running), waits up to
+        ``timeout`` for the job to finish, cleans any service still open
         (a buggy subclass may have skipped it) and joins every thread. Returns the
         threads still alive. Anything this records comes after the wait it follows.
         """
         deadline = time.monotonic() + timeout
+        self.request_stop()  # a streaming job nobody stopped would never finish
         if self.settle(timeout):
             for runtime in self._registry.values():
                 runtime.shut_down()
