@@ -24,8 +24,9 @@ def check(events: Sequence[Event], *, complete: bool = True) -> list[Violation]:
 
     Task-create (or task-start) events name each instance's logical ``node``, its
     ``role`` and its ``ancestors``; an item dropped by a filter upstream of a sink
-    (``item.drop``) is not owed to it. Sinks downstream of a task that failed with an
-    injected fault are skipped: their loss was injected. A task error marked
+    (``item.drop``) is not owed to it. A pipeline in which a task failed with an
+    injected fault owes nothing (the contract's "pipeline without injected faults"):
+    its loss was injected. A task error marked
     ``injected=False`` (the harness's probes mark each one) is the runtime's own
     failure, and what it did not deliver is lost; errors without the mark (a user's own
     functions under the fixtures) count as intended.
@@ -39,6 +40,7 @@ def check(events: Sequence[Event], *, complete: bool = True) -> list[Violation]:
     if wait.subject in ("stop", "close"):
         owed_before = int(wait.get("begin", wait.seq))
     ancestors: dict[str, frozenset[str]] = {}
+    ordered: dict[str, tuple[str, ...]] = {}
     sinks: set[str] = set()
     failed: set[str] = set()
     node_of: dict[str, str] = {}
@@ -46,7 +48,8 @@ def check(events: Sequence[Event], *, complete: bool = True) -> list[Violation]:
         if e.kind in (EventKind.NODE_DECLARE, EventKind.TASK_CREATE, EventKind.TASK_START):
             node = str(e.get("node", e.subject))
             node_of[e.subject] = node
-            ancestors[node] = frozenset(e.get("ancestors", ()))
+            ordered[node] = tuple(e.get("ancestors", ()))
+            ancestors[node] = frozenset(ordered[node])
             if e.get("role") == "sink":
                 sinks.add(node)
     uninjected: dict[str, Event] = {}
@@ -73,10 +76,19 @@ def check(events: Sequence[Event], *, complete: bool = True) -> list[Violation]:
         elif e.kind is EventKind.ITEM_DROP:  # when it was dropped is no-early-return's business
             dropped.setdefault(str(item), set()).add(node)
 
+    def root(node: str) -> str:
+        """The source a node's items come from (the farthest ancestor), or itself."""
+        chain = ordered.get(node, ())
+        return chain[-1] if chain else node
+
+    # A pipeline with an injected fault owes nothing, as the contract says: a runtime may
+    # react to a failed task by ending its whole pipeline (SAGE 0.3 aborts the item's
+    # dispatch, so a sibling sink misses it too).
+    faulty = {root(n) for n in failed}
     out: list[Violation] = []
     for sink in sorted(sinks):
         upstream = ancestors.get(sink, frozenset())
-        if sink in failed or upstream & failed:
+        if sink in failed or upstream & failed or root(sink) in faulty:
             continue
         lost: list[Event] = []
         for emit in emitted:
