@@ -18,7 +18,7 @@ Example (inside an adapter)::
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from .gates import Gate
@@ -35,11 +35,8 @@ class InjectedFault(RuntimeError):
     """The failure a probe raises on purpose."""
 
 
-def injected(exc: BaseException) -> bool:
-    """Whether ``exc`` is, or carries, a failure the harness injected (an
-    :class:`InjectedFault`), through exception groups, causes and contexts, or names one
-    in its message (runtimes re-wrap errors by text: "the service's setup failed:
-    InjectedFault: ...")."""
+def chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and every exception it carries (exception groups, causes, contexts), once."""
     seen: set[int] = set()
     stack: list[BaseException] = [exc]
     while stack:
@@ -47,11 +44,17 @@ def injected(exc: BaseException) -> bool:
         if id(e) in seen:
             continue
         seen.add(id(e))
-        if isinstance(e, InjectedFault) or InjectedFault.__name__ in str(e):
-            return True
+        yield e
         stack.extend(getattr(e, "exceptions", ()))
         stack.extend(x for x in (e.__cause__, e.__context__) if x is not None)
-    return False
+
+
+def injected(exc: BaseException) -> bool:
+    """Whether ``exc`` is, or carries, a failure the harness injected (an
+    :class:`InjectedFault`), through exception groups, causes and contexts, or names one
+    in its message (runtimes re-wrap errors by text: "the service's setup failed:
+    InjectedFault: ...")."""
+    return any(isinstance(e, InjectedFault) or InjectedFault.__name__ in str(e) for e in chain(exc))
 
 
 def item_index(item: str) -> int:
@@ -137,19 +140,11 @@ class Probes:
         if raised is None:
             return ()
         found: set[int] = set()
-        seen: set[int] = set()
         texts: list[str] = []
-        stack: list[BaseException] = [raised]
-        while stack:
-            exc = stack.pop()
-            if id(exc) in seen:
-                continue
-            seen.add(id(exc))
+        for exc in chain(raised):
             texts.append(str(exc))
             if id(exc) in self._errors and self._errors[id(exc)][0] is exc:
                 found.update(self._errors[id(exc)][1])
-            stack.extend(getattr(exc, "exceptions", ()))
-            stack.extend(e for e in (exc.__cause__, exc.__context__) if e is not None)
         blob = "\n".join(texts)
         for exc, seqs in self._errors.values():
             if str(exc) and str(exc) in blob:

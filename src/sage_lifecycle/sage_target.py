@@ -134,17 +134,22 @@ def _import_current(target: str) -> dict[str, Any]:
         from sage.runtime import BaseService, FlowNetEnvironment, LocalEnvironment, StopSignal
     except ImportError as exc:
         raise _unavailable(target, exc) from None
-    return {
-        "LocalEnvironment": LocalEnvironment,
-        "FlowNetEnvironment": FlowNetEnvironment,
-        "BaseService": BaseService,
-        "BatchFunction": BatchFunction,
-        "MapFunction": MapFunction,
-        "FilterFunction": FilterFunction,
-        "SinkFunction": SinkFunction,
-        "SourceFunction": SourceFunction,
-        "StopSignal": StopSignal,
-    }
+    return _by_name(
+        LocalEnvironment,
+        FlowNetEnvironment,
+        BaseService,
+        BatchFunction,
+        MapFunction,
+        FilterFunction,
+        SinkFunction,
+        SourceFunction,
+        StopSignal,
+    )
+
+
+def _by_name(*classes: type[Any]) -> dict[str, Any]:
+    """SAGE's classes by their names: the same keys for both lines."""
+    return {cls.__name__: cls for cls in classes}
 
 
 def _import_kernel(target: str) -> dict[str, Any]:
@@ -165,14 +170,9 @@ def _import_kernel_classes(target: str) -> dict[str, Any]:
         from sage.kernel.api.service.base_service import BaseService
     except ImportError as exc:
         raise _unavailable(target, exc) from None
-    return {
-        "LocalEnvironment": LocalEnvironment,
-        "BaseService": BaseService,
-        "BatchFunction": BatchFunction,
-        "MapFunction": MapFunction,
-        "FilterFunction": FilterFunction,
-        "SinkFunction": SinkFunction,
-    }
+    return _by_name(
+        LocalEnvironment, BaseService, BatchFunction, MapFunction, FilterFunction, SinkFunction
+    )
 
 
 _adapter_classes: dict[str, dict[str, type[Any]]] = {}
