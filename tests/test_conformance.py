@@ -256,3 +256,40 @@ def test_under_xdist_the_verdicts_and_counts_are_the_same(pytester: pytest.Pytes
         ["no-data-loss", "PASS"],
         ["white-box", "FAIL"],
     ]
+
+
+NOISY = """
+from sage_lifecycle.mutants import MUTANTS
+from sage_lifecycle.target import ReferenceTarget
+
+class Noisy(ReferenceTarget):
+    name = "noisy"
+    def __init__(self):
+        super().__init__(MUTANTS["pre_878"].dispatcher)
+    def wait(self):
+        for k in range(30):
+            print(f"runtime chatter {k}")
+        super().wait()
+"""
+
+
+def test_what_the_runtime_prints_leaves_the_report_but_its_tail(
+    pytester: pytest.Pytester,
+) -> None:
+    """A failing search's report keeps the last 20 lines the runtime printed during it,
+    not pytest's whole captured output."""
+    pytester.makepyfile(noisy=NOISY)
+    result = pytester.runpytest_subprocess(
+        "-p",
+        "sage_lifecycle",
+        "--lifecycle-conformance",
+        "--hypothesis-profile=ci",
+        "--lifecycle-target=noisy:Noisy",
+        "--lifecycle-properties=cleanup-exactly-once",
+    )
+    out = result.stdout.str()
+    assert "cleanup-exactly-once  FAIL" in out, out
+    assert "Captured stdout call" not in out
+    result.stdout.fnmatch_lines(["*runtime console output (last 20 of * lines)*"])
+    assert out.count("runtime chatter") == 20
+    assert "runtime chatter 29" in out  # the tail: the last lines printed

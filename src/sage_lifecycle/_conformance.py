@@ -240,16 +240,14 @@ class ConformancePlugin:
         report = yield
         captured = [(n, c) for n, c in report.sections if n.startswith("Captured ")]
         if captured:
+            lines: list[str] = []
             for name, content in captured:
                 _console.append(f"{item.nodeid}: {name}", content)
-            last, total = _console.tail(_CONSOLE_TAIL)
+                lines += content.rstrip().splitlines()
             report.sections = [s for s in report.sections if not s[0].startswith("Captured ")]
-            report.sections.append(
-                (
-                    f"runtime console output (last {min(_CONSOLE_TAIL, total)} of {total} lines)",
-                    last,
-                )
-            )
+            shown = lines[-_CONSOLE_TAIL:]
+            title = f"runtime console output (last {len(shown)} of {len(lines)} lines)"
+            report.sections.append((title, "\n".join(shown)))
         return report
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:

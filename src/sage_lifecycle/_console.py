@@ -15,7 +15,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-__all__ = ["append", "log_file", "tail"]
+__all__ = ["append", "log_file"]
 
 _lock = threading.RLock()
 _dir: list[Path] = []
@@ -35,14 +35,3 @@ def append(title: str, text: str) -> None:
     """Add ``text`` to the log under a ``title`` line."""
     with _lock, log_file().open("a", encoding="utf-8") as f:
         f.write(f"----- {title} -----\n{text.rstrip()}\n")
-
-
-def tail(lines: int = 20) -> tuple[str, int]:
-    """The last ``lines`` lines of the log, and how many lines it has in all."""
-    path = log_file()
-    with _lock:
-        if not path.exists():
-            return "", 0
-        with path.open(encoding="utf-8", errors="replace") as f:
-            every = f.readlines()
-    return "".join(every[-lines:]).rstrip(), len(every)
