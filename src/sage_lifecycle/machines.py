@@ -614,8 +614,10 @@ class LifecycleMachine(RuleBasedStateMachine):
                 self.probes.record(EventKind.THREAD_ALIVE, t.name)
 
     def _check_ran(self) -> None:
-        """The target ran what it was given: every service constructed, every source
-        emitted all its items and reached its end. Otherwise no property was tested."""
+        """The target ran what it was given: every service constructed (unless the target
+        makes services on demand), every source emitted all its items and reached its end
+        (a streaming job's sources: ran at all; nothing more is owed after a wait that
+        raised an injected failure). Otherwise no property was tested."""
         assert self.probes is not None
         topology = self.probes.topology
         events = self.trace.events()
