@@ -17,11 +17,15 @@ settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 
 @pytest.fixture(autouse=True)
-def _standard_terminal_width(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Run the pytest sessions the tests start at 80 columns, whatever the caller's.
+def _standard_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run the pytest sessions the tests start on a standard terminal, whatever the caller's.
 
-    pytest repeats a failure's message in its short summary when the terminal is wide
-    enough to hold it, so on a wide terminal (or a CI runner that sets COLUMNS) a test
-    counting how often a message appears would count pytest's copy too.
+    pytest repeats a failure's message in full in its short summary when the terminal is
+    wide enough to hold it, and always when it believes it runs on CI (``CI`` or
+    ``BUILD_NUMBER`` set). A test counting how often a message appears would count
+    pytest's copy too, so the sessions the tests start get 80 columns and no CI markers.
+    This project's own profile choice (above) has already read ``CI``.
     """
     monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.delenv("BUILD_NUMBER", raising=False)

@@ -46,7 +46,7 @@ def test_a_mutant_fails_with_its_property_and_the_counterexample(pytester: pytes
     result.stdout.fnmatch_lines(
         [
             "*test_contract?cleanup-exactly-once?*",
-            "*cleanup-exactly-once [[]job mutant:pre_878#*]: service 's0' was never cleaned up",
+            "*cleanup-exactly-once [[]job mutant:pre_878#*]: service 's0' was never cleaned up*",
             "*target: mutant:pre_878*",
             "*service s0: setup ok, cleanup ok*",
             "*pipeline 0: source(1 items) -> sink()*",
