@@ -121,9 +121,10 @@ class PipelineSpec:
 
     Every source parks at a gate (``end:p<i>``) after its last item, before it ends the
     batch, so the stages drain while the driver holds the end. An ``unbounded`` source
-    (streaming jobs only) never ends by itself: after that gate it waits, emitting
-    nothing more, until the driver asks the job to stop, so it cannot race ahead of the
-    driver.
+    (streaming jobs only) never ends by itself: it emits ``items`` items a round and
+    parks at a gate after each round (``end:p<i>``, then ``more:p<i>#1``, ...; three
+    rounds), so it cannot race ahead of the driver, which draws after which round the
+    job is stopped; after its last round it waits, emitting nothing more, for the stop.
     """
 
     items: int = 1
@@ -323,7 +324,9 @@ def topologies(
             )
             stages = draw(st.lists(stage, max_size=max_stages))
             sinks = draw(st.lists(sink, min_size=1, max_size=max_sinks))
-            unbounded = draw(st.booleans()) if mode == "streaming" else False
+            # Drawn in either mode when streaming is on the menu, so that shrinking a
+            # streaming job to a batch one changes one choice and shifts none of the rest.
+            unbounded = "streaming" in modes and draw(st.booleans()) and mode == "streaming"
             return PipelineSpec(items, tuple(stages), tuple(sinks), unbounded)
 
         pipelines = draw(st.lists(pipeline(), min_size=1, max_size=max_pipelines))
