@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from hypothesis import find, given
 
+from sage_lifecycle.probes import ROUNDS, Probes
 from sage_lifecycle.topology import (
     PipelineSpec,
     ServiceSpec,
@@ -14,6 +17,7 @@ from sage_lifecycle.topology import (
     TopologyError,
     topologies,
 )
+from sage_lifecycle.trace import EventKind, Trace
 
 
 @pytest.mark.parametrize(
@@ -122,3 +126,49 @@ def test_describe_names_every_fault_and_gate() -> None:
     assert "filter(x2; calls db; raises on #1; gated on #0)" in text
     assert "sink(gated on #2)" in text
     assert t.has_faults()
+
+
+def test_an_unbounded_source_emits_in_rounds_parked_at_a_gate_after_each() -> None:
+    """It cannot race ahead of the driver: each round of items ends at a gate, and once the
+    stop is requested (or after its last round) it emits nothing more."""
+    topology = Topology(pipelines=(PipelineSpec(items=2, unbounded=True),), mode="streaming")
+    trace = Trace()
+    probes = Probes(topology, trace, job="j", gate_timeout=10.0)
+    source = probes.sources[0]
+    got: list[str | None] = []
+
+    def pull(n: int) -> threading.Thread:
+        def run() -> None:
+            for _ in range(n):
+                got.append(source.next())
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        return thread
+
+    def parked_at(name: str) -> None:
+        assert trace.wait_for(
+            lambda events: any(e.kind is EventKind.GATE_PARK and e.subject == name for e in events),
+            timeout=10.0,
+        ), f"the source never parked at {name}"
+
+    puller = pull(3)
+    parked_at("end:p0")
+    assert got == ["p0#0", "p0#1"]
+    probes.gates["end:p0"].open()
+    puller.join(10.0)
+    assert got == ["p0#0", "p0#1", "p0#2"]
+    puller = pull(1)
+    puller.join(10.0)
+    assert got[-1] == "p0#3"
+    puller = pull(1)
+    parked_at("more:p0#1")
+    probes.stop_requested.set()
+    probes.gates["more:p0#1"].open()
+    puller.join(10.0)
+    assert not puller.is_alive()
+    assert got[-1] is None
+    assert not source.ended
+    assert ROUNDS == 3
+    assert "more:p0#2" in probes.gates
+    assert not probes.gates["more:p0#2"].parked

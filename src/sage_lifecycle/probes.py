@@ -17,6 +17,7 @@ Example (inside an adapter)::
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -25,7 +26,15 @@ from .gates import Gate
 from .topology import PipelineSpec, ServiceSpec, SinkSpec, StageSpec, Topology
 from .trace import Event, EventKind, Trace, describe_error
 
-__all__ = ["InjectedFault", "Probes", "ServiceProbe", "SinkProbe", "SourceProbe", "StageProbe"]
+__all__ = [
+    "ROUNDS",
+    "InjectedFault",
+    "Probes",
+    "ServiceProbe",
+    "SinkProbe",
+    "SourceProbe",
+    "StageProbe",
+]
 
 CallService = Callable[[str, str], Any]
 """How a probe calls a service through its runtime: ``call(service_name, item)``."""
@@ -55,6 +64,11 @@ def injected(exc: BaseException) -> bool:
     in its message (runtimes re-wrap errors by text: "the service's setup failed:
     InjectedFault: ...")."""
     return any(isinstance(e, InjectedFault) or InjectedFault.__name__ in str(e) for e in chain(exc))
+
+
+#: How many rounds of its items an unbounded source emits, each ended at a gate, before
+#: it only waits for the stop.
+ROUNDS = 3
 
 
 def item_index(item: str) -> int:
@@ -235,9 +249,12 @@ class SourceProbe(_TaskProbe):
 
     A bounded source's ``None`` is its end (``ended`` turns true): a batch adapter
     returns it as is, a streaming adapter returns the runtime's end marker (SAGE's
-    ``StopSignal``) instead. An unbounded source (``spec.unbounded``) never ends: after
-    its items and its gate it waits until the driver asks the job to stop, then
-    answers ``None`` ("nothing now") on every call, and ``ended`` stays false.
+    ``StopSignal``) instead. An unbounded source (``spec.unbounded``) never ends: it
+    emits its items in rounds of ``spec.items`` and parks at a gate after each round
+    (``end:p<i>``, then ``more:p<i>#1``, ... up to :data:`ROUNDS` rounds), so it cannot
+    race ahead of the driver, which draws after which round to stop. Once the stop is
+    requested, or after its last round, it waits for the stop and then answers ``None``
+    ("nothing now") on every call; ``ended`` stays false.
     """
 
     def __init__(self, probes: Probes, index: int, spec: PipelineSpec) -> None:
@@ -246,22 +263,33 @@ class SourceProbe(_TaskProbe):
         self.index = index
         self.node = f"p{index}.source"
         self._next = 0
+        self._parked = 0  # rounds ended at their gate
         probes._gate(f"end:p{index}")
+        if spec.unbounded:
+            for r in range(1, ROUNDS):
+                probes._gate(f"more:p{index}#{r}")
 
     @property
     def ended(self) -> bool:
         """Whether a bounded source has passed its end (its ``None`` means the end)."""
-        return not self.spec.unbounded and self._next > self.spec.items
+        return not self.spec.unbounded and self._parked > 0
+
+    def _round_gate(self) -> str:
+        return f"end:p{self.index}" if self._parked == 0 else f"more:p{self.index}#{self._parked}"
 
     def next(self) -> str | None:
-        if self._next < self.spec.items:
-            item = f"p{self.index}#{self._next}"
-            self._next += 1
-            self.probes.record(EventKind.ITEM_EMIT, self.node, node=self.node, item=item)
-            return item
-        if self._next == self.spec.items:
-            self._next += 1
-            self._guarded(lambda: self.probes.pass_gate(f"end:p{self.index}"))
+        rounds = ROUNDS if self.spec.unbounded else 1
+        while self._parked < rounds:
+            if self._next < self.spec.items * (self._parked + 1):
+                item = f"p{self.index}#{self._next}"
+                self._next += 1
+                self.probes.record(EventKind.ITEM_EMIT, self.node, node=self.node, item=item)
+                return item
+            gate = self._round_gate()
+            self._parked += 1
+            self._guarded(functools.partial(self.probes.pass_gate, gate))
+            if not self.spec.unbounded or self.probes.stop_requested.is_set():
+                break
         if self.spec.unbounded:
             # Bounded by the gate deadline: a harness that never stops the job (a bug of
             # ours) cannot hold the runtime forever.
