@@ -33,6 +33,34 @@ def test_reference_passes_with_a_verdict_per_property(pytester: pytest.Pytester)
     )
 
 
+def test_virtual_time_catches_an_early_return_that_hides_behind_a_sleep(
+    pytester: pytest.Pytester,
+) -> None:
+    """sleeps_for_cleanups returns 50 ms after its tasks stopped, cleanup or not: on the
+    virtual clock the sleep ends while the cleanup is parked. The header says which clock
+    ran, and --lifecycle-clock=wall switches it off."""
+    args = [
+        "-p",
+        "sage_lifecycle",
+        "--lifecycle-conformance",
+        "--lifecycle-target=mutant:sleeps_for_cleanups",
+        "--hypothesis-profile=ci",
+        "--lifecycle-properties=no-early-return",
+    ]
+    virtual = pytester.runpytest_subprocess(*args)
+    virtual.stdout.fnmatch_lines(
+        [
+            "*lifecycle conformance: target mutant:sleeps_for_cleanups*",
+            "clock: virtual (the job's sleeps, polls and timed waits jump when it is quiet)",
+            "no-early-return       FAIL     *",
+        ]
+    )
+    wall = pytester.runpytest_subprocess(
+        *args, "--lifecycle-clock=wall", "--lifecycle-properties=no-hang"
+    )
+    wall.stdout.fnmatch_lines(["clock: wall (a gate opens after 0.005 s of quiet)"])
+
+
 def test_a_mutant_fails_with_its_property_and_the_counterexample(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_subprocess(
         "-p",

@@ -226,6 +226,17 @@ def test_fixtures_markers_and_options_are_documented(pytester: pytest.Pytester) 
             "*Invalid lifecycle hold '-0.1' from --lifecycle-hold: expected a positive number*",
         ),
         (
+            ["--lifecycle-clock=virtual"],
+            "",
+            "*Invalid lifecycle clock 'virtual' from --lifecycle-clock: expected auto or wall, "
+            "for example --lifecycle-clock=wall",
+        ),
+        (
+            [],
+            "lifecycle_clock = fast",
+            "*Invalid lifecycle clock 'fast' from the lifecycle_clock ini value*",
+        ),
+        (
             ["--lifecycle-target=mutant:nope"],
             "",
             "*--lifecycle-target from --lifecycle-target: unknown mutant 'nope'*",

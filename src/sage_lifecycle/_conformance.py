@@ -39,6 +39,9 @@ class ConformanceSettings:
     properties: tuple[str, ...]
     #: The reference Dispatcher (sub)class behind the target, if any: the white box.
     dispatcher: type[Any] | None
+    #: Whether the target runs on the virtual clock (it declares ``virtual_time`` and
+    #: ``--lifecycle-clock`` is ``auto``).
+    virtual_time: bool = False
     replays: int = 10
 
 
@@ -91,6 +94,7 @@ class ConformancePlugin:
             target_factory=s.factory,
             deadline=self._deadline(item),
             hold=s.hold,
+            virtual_time=s.virtual_time,
             expires=self._stop_at(item),
         )
         started = time.monotonic()
@@ -271,6 +275,11 @@ class ConformancePlugin:
         width = max(len(r) for r in rows)
         tr = terminalreporter
         tr.write_sep("=", f"lifecycle conformance: target {s.target}")
+        tr.write_line(
+            "clock: virtual (the job's sleeps, polls and timed waits jump when it is quiet)"
+            if s.virtual_time
+            else f"clock: wall (a gate opens after {s.hold:g} s of quiet)"
+        )
         total = sum(int(self.verdicts.get(r, {}).get("topologies", 0)) for r in rows)
         n = len(s.properties)
         tr.write_line(

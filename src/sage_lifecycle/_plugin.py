@@ -43,6 +43,12 @@ _HOLD_HELP = (
     "seconds the job must stay quiet before the conformance driver opens the next gate "
     "(default: 0.005); longer finds more timing bugs on a slow machine, never a false alarm"
 )
+_CLOCK_HELP = (
+    "the conformance driver's clock: 'auto' (default) runs a target that declares "
+    "virtual_time on the harness's virtual clock, so sleeps, polls and timed joins cannot "
+    "outlast a parked gate; 'wall' waits for wall-clock quiet on every target"
+)
+CLOCKS = ("auto", "wall")
 _MARKER = (
     "lifecycle(*, deadline=None, properties=None, dispatcher=None): run this test's "
     "lifecycle_env jobs with this deadline in seconds, check only these contract "
@@ -169,7 +175,15 @@ def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginMa
     parser.addini("lifecycle_properties", _PROPERTIES_HELP, default="all")
     parser.addini("lifecycle_target", _TARGET_HELP, default="reference")
     parser.addini("lifecycle_conformance", _CONFORMANCE_HELP, type="bool", default=False)
+    group.addoption(
+        "--lifecycle-clock",
+        dest="lifecycle_clock",
+        metavar="auto|wall",
+        default=None,
+        help=_CLOCK_HELP,
+    )
     parser.addini("lifecycle_hold", _HOLD_HELP, default="0.005")
+    parser.addini("lifecycle_clock", _CLOCK_HELP, default="auto")
 
 
 def _parse_seconds(value: object, where: str, what: str = "deadline", example: str = "30") -> float:
@@ -211,11 +225,17 @@ def pytest_configure(config: pytest.Config) -> None:
     conformance = bool(_option(config, "lifecycle_conformance")[0])
     target, target_where = _option(config, "lifecycle_target")
     hold = _parse_seconds(*_option(config, "lifecycle_hold"), what="hold", example="0.01")
+    clock, clock_where = _option(config, "lifecycle_clock")
+    if str(clock).strip() not in CLOCKS:
+        raise pytest.UsageError(
+            f"Invalid lifecycle clock {clock!r} from {clock_where}: expected "
+            f"{' or '.join(CLOCKS)}, for example --lifecycle-clock=wall"
+        )
     settings = _Settings(deadline, properties, conformance, str(target))
     config.stash[_SETTINGS] = settings
     config.stash[_STATS] = _Stats()
     if conformance:
-        _register_conformance(config, settings, target_where, hold)
+        _register_conformance(config, settings, target_where, hold, str(clock).strip())
     elif settings.target.strip() != "reference":  # unused here: checked, never imported or run
         from .target import TargetError, validate_target_spec
 
@@ -226,7 +246,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _register_conformance(
-    config: pytest.Config, settings: _Settings, where: str, hold: float
+    config: pytest.Config, settings: _Settings, where: str, hold: float, clock: str = "auto"
 ) -> None:
     """Conformance mode: its own plugin object, registered only when the mode is on."""
     from ._conformance import PLUGIN_NAME, ConformancePlugin, ConformanceSettings
@@ -264,6 +284,7 @@ def _register_conformance(
         hold=hold,
         properties=settings.properties,
         dispatcher=dispatcher,
+        virtual_time=clock == "auto" and bool(getattr(sample, "virtual_time", False)),
     )
     config.pluginmanager.register(ConformancePlugin(conf), PLUGIN_NAME)
 

@@ -83,6 +83,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--deadline", help="seconds a wait may take once no gate holds it")
     parser.add_argument("--hold", help="seconds of quiet before the driver opens a gate")
     parser.add_argument(
+        "--clock",
+        choices=["auto", "wall"],
+        help="auto (default): virtual time for targets that declare it; wall: wall-clock quiet",
+    )
+    parser.add_argument(
         "--list-targets", action="store_true", help="list the targets this installation knows"
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
@@ -115,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             pytest_args += ["-p", "pytest_timeout"]
             if any(a in ("-n", "--numprocesses", "--dist") or a.startswith("-n") for a in extra):
                 pytest_args += ["-p", "xdist.plugin"]
-        for name in ("properties", "deadline", "hold"):
+        for name in ("properties", "deadline", "hold", "clock"):
             value = getattr(opts, name)
             if value is not None:
                 pytest_args.append(f"--lifecycle-{name}={value}")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import threading
 
 from ._stacks import format_thread_stacks
+from .clock import VirtualClock
 
 __all__ = ["Gate", "GateFailed", "GateTimeout"]
 
@@ -81,7 +82,11 @@ class Gate:
             self._parked += 1
             self._cond.notify_all()
             try:
-                if not self._cond.wait_for(lambda: self._state != "closed", self.timeout):
+                # The harness's own wait: real time even on a job thread whose clock is
+                # virtual (the clock still sees the thread as blocked here).
+                with VirtualClock.real_time():
+                    opened = self._cond.wait_for(lambda: self._state != "closed", self.timeout)
+                if not opened:
                     raise GateTimeout(
                         f"gate {self.name!r} stayed closed for {self.timeout} s\n"
                         + format_thread_stacks()

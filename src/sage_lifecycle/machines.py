@@ -46,6 +46,7 @@ from hypothesis.stateful import (
 )
 
 from ._stacks import format_thread_stacks
+from .clock import VirtualClock
 from .contract import PROPERTIES, Violation, check
 from .probes import InjectedFault, Probes
 from .reference import BaseService, Dispatcher, JobHangError
@@ -180,6 +181,12 @@ class LifecycleMachine(RuleBasedStateMachine):
     target_factory: ClassVar[Callable[[], Target]] = ReferenceTarget
     deadline: ClassVar[float] = 30.0
     hold: ClassVar[float] = 0.005
+    #: Whether a target that declares ``virtual_time`` runs on the harness's
+    #: :class:`~sage_lifecycle.clock.VirtualClock` (``False``: wall-clock quiet for all).
+    virtual_time: ClassVar[bool] = True
+    #: How far (virtual seconds) one step lets the clock jump ahead while the job is
+    #: quiescent but for timed waits: a 1-second poll is reached, a 30-second timeout not.
+    patience: ClassVar[float] = 2.0
     gate_faults: ClassVar[bool] = True
     #: The contract properties this machine checks; ``None`` checks them all.
     properties: ClassVar[tuple[str, ...] | None] = None
@@ -226,6 +233,10 @@ class LifecycleMachine(RuleBasedStateMachine):
         self.enders: list[threading.Thread] = []
         self._then_close = False
         self.start_error: BaseException | None = None
+        #: The job's clock, if its target runs on virtual time.
+        self.clock: VirtualClock | None = None
+        #: Whether the driver may fail gates in this job (drawn per job: swarm testing).
+        self.gate_faults_here = True
 
     def topologies(self) -> Any:
         """The strategy of topologies this machine draws from.
@@ -249,6 +260,8 @@ class LifecycleMachine(RuleBasedStateMachine):
         target = type(self).target_factory()
         self.modes = target_modes(target)
         topology: Topology = data.draw(self.topologies(), label="topology")
+        # Swarm testing, as for the topology's faults: half the jobs have no failed gate.
+        self.gate_faults_here = self.gate_faults and data.draw(st.booleans(), label="gate faults")
         self.begin(topology, target)
 
     def begin(self, topology: Topology, target: Target | None = None) -> None:
@@ -267,9 +280,14 @@ class LifecycleMachine(RuleBasedStateMachine):
         probes = Probes(topology, self.trace, job=job, gate_timeout=self.deadline)
         self._threads_before = set(threading.enumerate())
         self.target, self.probes = target, probes
+        if self.virtual_time and getattr(target, "virtual_time", False):
+            self.clock = VirtualClock().__enter__()
         try:
-            target.build(probes)
+            with self.clock.entered() if self.clock is not None else contextlib.nullcontext():
+                target.build(probes)
         except Exception as exc:
+            if self.clock is not None:
+                self.clock.close()
             raise HarnessError(
                 f"target {target.name!r} failed to build the job: {type(exc).__name__}: {exc}\n"
                 f"{topology.describe()}"
@@ -280,6 +298,8 @@ class LifecycleMachine(RuleBasedStateMachine):
             name=f"lifecycle-harness/{job}",
             daemon=True,
         )
+        if self.clock is not None:
+            self.clock.adopt(self.runner)
         self.runner.start()
         self._settle()
 
@@ -358,6 +378,8 @@ class LifecycleMachine(RuleBasedStateMachine):
         thread = threading.Thread(
             target=call, name=f"lifecycle-harness/{probes.job}/{subject}", daemon=True
         )
+        if self.clock is not None:
+            self.clock.adopt(thread)
         thread.start()
         return thread
 
@@ -437,7 +459,17 @@ class LifecycleMachine(RuleBasedStateMachine):
         whatever the machine's speed: the invariants see the same thing on replay.
         """
         _check_time(self.expires)
-        self.trace.wait_idle(self._hold(), timeout=self.deadline)
+        hold = self._hold()
+        if self.clock is None:
+            self.trace.wait_idle(hold, timeout=self.deadline)
+            return
+        # Quiescent is a fact on the clock; where it cannot tell (a thread blocked where
+        # it does not see), fall back to the wall-clock quiet period.
+        self.clock.settle(
+            patience=self.patience,
+            timeout=min(self.deadline, max(1.0, 20 * hold)),
+            fallback=lambda: self.trace.wait_idle(hold, timeout=self.deadline),
+        )
 
     # The draws below have the same shape whatever the job is doing (an index, not a
     # choice among the gates parked right now), so a slow machine cannot make Hypothesis
@@ -448,7 +480,7 @@ class LifecycleMachine(RuleBasedStateMachine):
         """Open one of the gates a thread is parked at (if any), then let the job settle."""
         self._act(choice, fail=False)
 
-    @precondition(lambda self: self.gate_faults)
+    @precondition(lambda self: self.gate_faults and self.gate_faults_here)
     @rule(choice=st.integers(0, 7))
     def fail_gate(self, choice: int) -> None:
         """Fail one of the parked gates: the parked code raises there (an injected fault)."""
@@ -592,6 +624,8 @@ class LifecycleMachine(RuleBasedStateMachine):
                 gate.open()
             if self.target is not None:
                 self.target.release()
+            if self.clock is not None:
+                self.clock.close()
 
     def _check_threads(self) -> None:
         """Record, as ``thread.alive``, each new thread alive after the target's grace."""

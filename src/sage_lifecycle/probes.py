@@ -22,6 +22,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from .clock import VirtualClock
 from .gates import Gate
 from .topology import PipelineSpec, ServiceSpec, SinkSpec, StageSpec, Topology
 from .trace import Event, EventKind, Trace, describe_error
@@ -293,7 +294,8 @@ class SourceProbe(_TaskProbe):
         if self.spec.unbounded:
             # Bounded by the gate deadline: a harness that never stops the job (a bug of
             # ours) cannot hold the runtime forever.
-            self.probes.stop_requested.wait(self.probes.gate_timeout)
+            with VirtualClock.real_time():
+                self.probes.stop_requested.wait(self.probes.gate_timeout)
         return None
 
 

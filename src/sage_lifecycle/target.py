@@ -83,6 +83,13 @@ class Target(Protocol):
     first calls it (then a service nothing called need not have been constructed), and
     ``one_process_at_a_time = True`` if two processes cannot run it at once (a fixed
     port): the conformance suite then refuses pytest-xdist with a usage error.
+
+    ``virtual_time = True`` says the runtime's threads block only in waits written in
+    Python (``threading`` conditions, events, locks' ``Condition``s, ``queue.Queue``,
+    ``Thread.join``, ``time.sleep``), not in C (``SimpleQueue``, a contended raw lock, a
+    socket): the driver then runs the job on a :class:`~sage_lifecycle.clock.VirtualClock`,
+    so quiet is detected rather than waited for, and sleeps, polls and timed joins cannot
+    outlast a parked gate. Without it the driver waits for ``hold`` seconds of quiet.
     """
 
     name: str
@@ -107,6 +114,9 @@ class ReferenceTarget:
     name = "reference"
     thread_allowlist: tuple[str, ...] = ()
     grace = 0.1
+    #: Its threads wait only where the harness's virtual clock sees them (conditions,
+    #: events, queues, joins, sleeps), so the driver can tell when the job is quiet.
+    virtual_time = True
     modes: tuple[str, ...] = ("batch", "streaming")
 
     def __init__(

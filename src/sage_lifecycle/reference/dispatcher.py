@@ -37,7 +37,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
-from queue import SimpleQueue
+from queue import Queue
 from typing import Any, NamedTuple
 
 from .._stacks import format_thread_stacks
@@ -160,7 +160,7 @@ class ServiceRuntime:
         #: What the service's cleanup raised, if it raised.
         self.cleanup_error: BaseException | None = None
         self.thread: threading.Thread | None = None
-        self._queue: SimpleQueue[_Call | _Stop] = SimpleQueue()
+        self._queue: Queue[_Call | _Stop] = Queue()
         self._lock = threading.Lock()
 
     # -- called from other threads -------------------------------------------------
@@ -335,7 +335,7 @@ class TaskRuntime:
         self.node = node
         self.index = index
         self.name = f"{node.name}[{index}]"
-        self.queue: SimpleQueue[_Item | _Stop] = SimpleQueue()
+        self.queue: Queue[_Item | _Stop] = Queue()
         self.targets: list[list[TaskRuntime]] = []
         self._next: list[int] = []
         #: Stop signals this instance waits for: one from each upstream stage.
