@@ -355,6 +355,8 @@ EXPOSED_BY: dict[str, Scenario] = {
     "stop_joins_sources_only": streaming_gated_cleanup,
     "ending_twice_cleans_twice": streaming_stop_then_close,
     "stop_drops_in_flight": streaming_in_flight,
+    "sleeps_for_cleanups": gated_cleanup,
+    "joins_cleanup_briefly": gated_cleanup,
 }
 SCENARIOS = sorted(set(EXPOSED_BY.values()), key=lambda s: s.__name__)
 

@@ -10,6 +10,7 @@ that is how we know the checks have power. Run a job on one with::
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -275,6 +276,44 @@ class StopDropsInFlight(Dispatcher):
     task_class = _DropsQueuedOnStop
 
 
+class SleepsForCleanups(Dispatcher):
+    """The wait blocks until every task stopped, then sleeps 50 ms "to let the cleanups
+    finish", and returns, whether they did or not. A driver that opens the next gate after
+    a few milliseconds of quiet lets the parked cleanup end during the sleep; on the
+    harness's virtual clock the sleep ends first, as it would on a slow cleanup."""
+
+    _slept = False
+
+    def is_finished(self) -> bool:
+        return not self.tasks and self._slept
+
+    def wait(
+        self, subject: str = "submit", timeout: float | None = None, *, begin: Any = None
+    ) -> None:
+        if begin is None:
+            begin = self.begin_wait(subject)
+        limit = self.deadline if timeout is None else timeout
+        with self._cond:
+            self._cond.wait_for(lambda: not self.tasks, limit)
+        time.sleep(0.05)  # "let the cleanups finish"
+        with self._cond:
+            self._slept = True
+        super().wait(subject, timeout, begin=begin)
+
+
+class JoinsCleanupBriefly(Dispatcher):
+    """The services are cleaned on a background thread, which the controller joins for at
+    most 0.1 s before it declares every service gone (a cleanup that takes longer is
+    still running when the wait returns)."""
+
+    def _cleanup_services_after_batch_completion(self) -> None:
+        cleaner = self._spawn("cleanup", super()._cleanup_services_after_batch_completion)
+        cleaner.join(0.1)
+        with self._cond:
+            self.services.clear()
+            self._cond.notify_all()
+
+
 @dataclass(frozen=True)
 class Mutant:
     """A buggy dispatcher and the contract property its bug breaks."""
@@ -311,5 +350,7 @@ MUTANTS: dict[str, Mutant] = {
         Mutant("stop_joins_sources_only", StopJoinsSourcesOnly, "no-early-return"),
         Mutant("ending_twice_cleans_twice", EndingTwiceCleansTwice, "cleanup-exactly-once"),
         Mutant("stop_drops_in_flight", StopDropsInFlight, "no-data-loss"),
+        Mutant("sleeps_for_cleanups", SleepsForCleanups, "no-early-return"),
+        Mutant("joins_cleanup_briefly", JoinsCleanupBriefly, "no-early-return"),
     )
 }
