@@ -24,6 +24,7 @@ Both machines are importable: subclass them for your own runtime::
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import sys
 import threading
@@ -82,6 +83,8 @@ ENDINGS = (
     "stop, then close",
     "stop as the sources end",
 )
+#: The endings that make two ending calls.
+TWICE = ("stop twice at once", "stop, then close")
 
 
 def _note(text: str) -> None:
@@ -237,6 +240,8 @@ class LifecycleMachine(RuleBasedStateMachine):
         self.clock: VirtualClock | None = None
         #: Whether the driver may fail gates in this job (drawn per job: swarm testing).
         self.gate_faults_here = True
+        #: How the driver ends a streaming job that no step ended.
+        self.final_ending = "stop"
 
     def topologies(self) -> Any:
         """The strategy of topologies this machine draws from.
@@ -249,8 +254,14 @@ class LifecycleMachine(RuleBasedStateMachine):
         if self.properties == ("no-use-after-cleanup",):
             return drawn.filter(_calls_a_service)
         if self.properties == ("no-data-loss",):
-            # Half the draws have a parallel stage: fan-in is where items get lost.
-            return st.one_of(drawn, drawn.filter(_has_parallel_stage))
+            # Two thirds of the draws hold an item in flight at a gate (half of those at a
+            # parallel stage): items get lost where one is in flight while the job ends
+            # around it, at fan-in above all. The rest are drawn as they come.
+            return st.one_of(
+                drawn,
+                drawn.map(_hold_an_item),
+                drawn.filter(_has_parallel_stage).map(_hold_an_item),
+            )
         return drawn
 
     # -- the run -------------------------------------------------------------------
@@ -262,6 +273,9 @@ class LifecycleMachine(RuleBasedStateMachine):
         topology: Topology = data.draw(self.topologies(), label="topology")
         # Swarm testing, as for the topology's faults: half the jobs have no failed gate.
         self.gate_faults_here = self.gate_faults and data.draw(st.booleans(), label="gate faults")
+        # How a streaming job ends if no step ends it: drawn too, so a double ending is
+        # as likely at teardown as in a step (always drawn: the choices keep their shape).
+        self.final_ending = data.draw(self.endings(), label="ending at teardown")
         self.begin(topology, target)
 
     def begin(self, topology: Topology, target: Target | None = None) -> None:
@@ -391,13 +405,22 @@ class LifecycleMachine(RuleBasedStateMachine):
             and not self._failed
         )
 
+    def endings(self) -> Any:
+        """The strategy for how a streaming job ends (one of ``ENDINGS``)."""
+        endings = st.sampled_from(ENDINGS)
+        if self.properties == ("cleanup-exactly-once",):
+            # "Exactly once" is put to the test by ending a job twice: half the endings
+            # its search draws make two ending calls.
+            return st.one_of(endings, st.sampled_from(TWICE))
+        return endings
+
     @precondition(lambda self: self._can_end())
-    @rule(how=st.sampled_from(ENDINGS))
-    def end_job(self, how: str) -> None:
+    @rule(data=st.data())
+    def end_job(self, data: Any) -> None:
         """End a streaming job the way Hypothesis draws: ``stop()``, ``close()``, two
         ``stop()`` at once, ``stop()`` then ``close()``, or ``stop()`` just as the
         sources' own ends open. Then let the job settle."""
-        self.end_now(how)
+        self.end_now(data.draw(self.endings(), label="ending"))
         self._settle()
 
     def end_now(self, how: str) -> None:
@@ -551,7 +574,7 @@ class LifecycleMachine(RuleBasedStateMachine):
         if self.probes.topology.streaming and self.ending is None:
             # A streaming job the steps never ended: the driver stops it now, and it is
             # judged on that stop like any other.
-            self.end_now("stop")
+            self.end_now(self.final_ending)
         assert self.runner is not None
         probes, runner = self.probes, self.runner
         while parked := self._parked_gates():
@@ -718,6 +741,27 @@ def _calls_a_service(topology: Topology) -> bool:
 
 def _has_parallel_stage(topology: Topology) -> bool:
     return any(stage.parallelism > 1 for p in topology.pipelines for stage in p.stages)
+
+
+def _hold_an_item(topology: Topology) -> Topology:
+    """The same job with item 0 parked at a gate in the first pipeline that has items and
+    no item gate yet: at its first parallel stage, else its first stage, else its sink."""
+    pipelines = list(topology.pipelines)
+    for i, p in enumerate(pipelines):
+        gated = [s.gated_on for s in p.stages] + [s.gated_on for s in p.sinks]
+        if p.items == 0 or any(g is not None for g in gated):
+            continue
+        parallel = [j for j, s in enumerate(p.stages) if s.parallelism > 1]
+        if parallel or p.stages:
+            j = (parallel or [0])[0]
+            stages = list(p.stages)
+            stages[j] = dataclasses.replace(stages[j], gated_on=0)
+            pipelines[i] = dataclasses.replace(p, stages=tuple(stages))
+        else:
+            sinks = (dataclasses.replace(p.sinks[0], gated_on=0), *p.sinks[1:])
+            pipelines[i] = dataclasses.replace(p, sinks=sinks)
+        return dataclasses.replace(topology, pipelines=tuple(pipelines))
+    return topology
 
 
 def _abandoned() -> bool:

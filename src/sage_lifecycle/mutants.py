@@ -10,6 +10,7 @@ that is how we know the checks have power. Run a job on one with::
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -222,18 +223,22 @@ class StopJoinsSourcesOnly(Dispatcher):
 
 class EndingTwiceCleansTwice(Dispatcher):
     """Every ending call cleans the services on the caller's thread, whether or not an
-    earlier one (a second ``stop()``, ``close()`` after ``stop()``) already did."""
+    earlier one (a second ``stop()``, ``close()`` after ``stop()``) already did, and
+    whether or not the job failed."""
 
     def stop(self, subject: str = "stop", timeout: float | None = None) -> None:
         with self._lock:
             again = getattr(self, "_ended_once", False)
             self._ended_once = True
-        super().stop(subject, timeout)
-        if again:
-            for runtime in self._registry.values():
-                with runtime._lock:
-                    runtime.cleaned = False  # "not cleaned by this call": cleaned again
-                runtime.run_cleanup()
+        try:
+            super().stop(subject, timeout)
+        finally:
+            if again:
+                for runtime in self._registry.values():
+                    with runtime._lock:
+                        runtime.cleaned = False  # "not cleaned by this call": cleaned again
+                    with contextlib.suppress(Exception):  # a failing cleanup fails again
+                        runtime.run_cleanup()
 
     def close(self, timeout: float | None = None) -> None:
         self.stop("close", timeout)  # no check for a job that already ended
