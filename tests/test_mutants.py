@@ -182,6 +182,28 @@ def gated_sink(dispatcher: type[Dispatcher], hold: float) -> tuple[LocalEnvironm
     return env, Run(trace, drive(env, [gate], hold=hold))
 
 
+def gated_calling_sink(dispatcher: type[Dispatcher], hold: float) -> tuple[LocalEnvironment, Run]:
+    """The sink parks on its first item, then calls the service: held until a cleanup
+    ended (or ``hold``), its call must still find the service alive."""
+    gate = Gate("sink", timeout=DEADLINE)
+
+    class ParksThenCalls(SinkFunction):
+        def execute(self, data: Any) -> None:
+            if data == 1:
+                gate.pass_through()
+            self.call_service("hello", method="hello")
+
+    trace = Trace()
+    env = LocalEnvironment("gated-calling-sink", observer=trace, dispatcher_class=dispatcher)
+    env.register_service("hello", Hello)
+    env.from_batch([1, 2]).sink(ParksThenCalls)
+
+    def cleaned(events: tuple[Event, ...]) -> bool:
+        return any(e.kind is K.SERVICE_CLEANUP_END for e in events)
+
+    return env, Run(trace, drive(env, [gate], release_when=cleaned, hold=hold))
+
+
 def gated_parallel_map(dispatcher: type[Dispatcher], hold: float) -> tuple[LocalEnvironment, Run]:
     """A map of two instances, one parked on its item until the sink stopped (or ``hold``):
     the sink must wait for a stop signal from both instances before it stops."""
@@ -357,6 +379,7 @@ EXPOSED_BY: dict[str, Scenario] = {
     "stop_drops_in_flight": streaming_in_flight,
     "sleeps_for_cleanups": gated_cleanup,
     "joins_cleanup_briefly": gated_cleanup,
+    "cleans_when_sources_end": gated_calling_sink,
 }
 SCENARIOS = sorted(set(EXPOSED_BY.values()), key=lambda s: s.__name__)
 

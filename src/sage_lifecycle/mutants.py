@@ -99,6 +99,21 @@ class CleanupAfterFirstPipeline(Dispatcher):
         return accepted
 
 
+class CleansWhenSourcesEnd(Dispatcher):
+    """The services are cleaned as soon as every source has ended (on the last source's
+    thread), while stages and sinks still hold items in flight that call them."""
+
+    def receive_node_stop_signal(self, node: TaskRuntime | str) -> bool:
+        accepted = super().receive_node_stop_signal(node)
+        if accepted and isinstance(node, TaskRuntime) and node.node.role == "source":
+            with self._cond:
+                sources_left = any(name.startswith("source") for name in self.tasks)
+            if not sources_left:
+                for runtime in self._registry.values():
+                    runtime.run_cleanup()
+        return accepted
+
+
 class DoubleCleanup(Dispatcher):
     """Two paths both clean the services: the last stop signal's thread and the
     controller (the race #878's fix opened when two last signals arrive together)."""
@@ -356,6 +371,7 @@ MUTANTS: dict[str, Mutant] = {
         Mutant("ending_twice_cleans_twice", EndingTwiceCleansTwice, "cleanup-exactly-once"),
         Mutant("stop_drops_in_flight", StopDropsInFlight, "no-data-loss"),
         Mutant("sleeps_for_cleanups", SleepsForCleanups, "no-early-return"),
+        Mutant("cleans_when_sources_end", CleansWhenSourcesEnd, "no-use-after-cleanup"),
         Mutant("joins_cleanup_briefly", JoinsCleanupBriefly, "no-early-return"),
     )
 }
