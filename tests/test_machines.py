@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import run_state_machine_as_test
 
 from sage_lifecycle.machines import (
+    AT_ONCE,
     DispatcherMachine,
     LifecycleMachine,
     Search,
@@ -22,7 +23,8 @@ from sage_lifecycle.mutants import MUTANTS
 from sage_lifecycle.reference import Dispatcher
 from sage_lifecycle.report import LifecycleViolation
 from sage_lifecycle.target import ReferenceTarget, resolve_target
-from sage_lifecycle.topology import PipelineSpec, ServiceSpec, Topology
+from sage_lifecycle.topology import PipelineSpec, ServiceSpec, StageSpec, Topology
+from sage_lifecycle.trace import EventKind
 
 NO_SHRINK = [Phase.explicit, Phase.reuse, Phase.generate]
 
@@ -215,3 +217,30 @@ def test_a_target_without_streaming_gets_batch_jobs_only() -> None:
     both = LifecycleMachine.for_property("no-hang", target_factory=ReferenceTarget)
     run_state_machine_as_test(both, settings=few)
     assert both.search.modes["streaming"] >= 5
+
+
+def test_a_streaming_job_can_be_stopped_as_soon_as_it_started() -> None:
+    """Drawn at the start: the stop comes right after submit(autostop=False) returned,
+    without waiting for the sources; the job is judged on it (no "never ran" error), and
+    a stop that returns early there is still caught."""
+    topology = Topology(
+        (ServiceSpec("s0"),),
+        (PipelineSpec(items=2, unbounded=True, stages=(StageSpec(calls=("s0",)),)),),
+        mode="streaming",
+    )
+    reference = LifecycleMachine()
+    reference.final_ending = AT_ONCE
+    reference.begin(topology)
+    reference.teardown()
+    events = reference.trace.events()
+    assert reference.schedule[0] == ("end", AT_ONCE)
+    stop = next(e for e in events if e.kind is EventKind.WAIT_BEGIN and e.subject == "stop")
+    assert not [e for e in events[: stop.seq] if e.kind is EventKind.GATE_OPEN]
+
+    early = LifecycleMachine.for_property(
+        "no-early-return", target_factory=resolve_target("mutant:stop_joins_sources_only")
+    )()
+    early.final_ending = AT_ONCE
+    early.begin(topology)
+    with pytest.raises(LifecycleViolation, match="no-early-return"):
+        early.teardown()

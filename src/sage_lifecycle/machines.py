@@ -85,6 +85,9 @@ ENDINGS = (
 )
 #: The endings that make two ending calls.
 TWICE = ("stop twice at once", "stop, then close")
+#: A streaming job stopped as soon as ``submit(autostop=False)`` returned, before its
+#: sources ran: drawn at the start only (a step comes after the sources ran).
+AT_ONCE = "stop at once"
 
 
 def _note(text: str) -> None:
@@ -278,7 +281,7 @@ class LifecycleMachine(RuleBasedStateMachine):
         self.gate_faults_here = self.gate_faults and data.draw(st.booleans(), label="gate faults")
         # How a streaming job ends if no step ends it: drawn too, so a double ending is
         # as likely at teardown as in a step (always drawn: the choices keep their shape).
-        self.final_ending = data.draw(self.endings(), label="ending at teardown")
+        self.final_ending = data.draw(self.endings(at_start=True), label="ending")
         self.begin(topology, target)
 
     def begin(self, topology: Topology, target: Target | None = None) -> None:
@@ -318,17 +321,22 @@ class LifecycleMachine(RuleBasedStateMachine):
         if self.clock is not None:
             self.clock.adopt(self.runner)
         self.runner.start()
+        if topology.streaming and self.final_ending == AT_ONCE:
+            self.end_now(AT_ONCE)
         self._settle()
 
-    def _await_start(self) -> None:
-        """Let ``start()`` return and every source run before the job is ended (a runtime
-        may take a while to start its threads); a start that outlives the deadline is a
-        hang of ``submit(autostop=False)``, recorded with every thread's stack."""
+    def _await_start(self, *, for_sources: bool = True) -> None:
+        """Let ``start()`` return and (``for_sources``) every source run before the job is
+        ended (a runtime may take a while to start its threads); a start that outlives
+        the deadline is a hang of ``submit(autostop=False)``, recorded with every
+        thread's stack."""
         assert self.probes is not None
         starter = self.runner
         if starter is None or starter is threading.current_thread():
             return
         starter.join(self.deadline)
+        if not starter.is_alive() and not for_sources:
+            return
         if not starter.is_alive():
             # And let every source run before the stop: a job stopped before its sources
             # ran owes nothing, and could not show that it ran at all.
@@ -411,9 +419,10 @@ class LifecycleMachine(RuleBasedStateMachine):
             and not self._failed
         )
 
-    def endings(self) -> Any:
-        """The strategy for how a streaming job ends (one of ``ENDINGS``)."""
-        endings = st.sampled_from(ENDINGS)
+    def endings(self, *, at_start: bool = False) -> Any:
+        """The strategy for how a streaming job ends: one of ``ENDINGS``, or, drawn at the
+        start, ``AT_ONCE`` too (else the ending at teardown if no step ends the job)."""
+        endings = st.sampled_from((*ENDINGS, AT_ONCE) if at_start else ENDINGS)
         if self.properties == ("cleanup-exactly-once",):
             # "Exactly once" is put to the test by ending a job twice: half the endings
             # its search draws make two ending calls.
@@ -432,8 +441,8 @@ class LifecycleMachine(RuleBasedStateMachine):
     def end_now(self, how: str) -> None:
         """Make the streaming job's ending call(s) ``how`` (one of ``ENDINGS``)."""
         assert self.probes is not None
-        if how not in ENDINGS:
-            raise ValueError(f"unknown ending {how!r}; expected one of {ENDINGS}")
+        if how not in (*ENDINGS, AT_ONCE):
+            raise ValueError(f"unknown ending {how!r}; expected one of {(*ENDINGS, AT_ONCE)}")
         _note(f"end the job: {how}")
         self.schedule.append(("end", how))
         self.ending = how
@@ -442,7 +451,7 @@ class LifecycleMachine(RuleBasedStateMachine):
                 if name.startswith("end:"):
                     self.probes.record(EventKind.GATE_OPEN, name)
                     self.probes.gates[name].open()
-        self._await_start()
+        self._await_start(for_sources=how != AT_ONCE)
         self.probes.stop_requested.set()
         self.runner = self._ending_call("close" if how == "close" else "stop")
         if how == "stop twice at once":
@@ -710,8 +719,9 @@ class LifecycleMachine(RuleBasedStateMachine):
             n = emitted[f"p{i}.source"]
             if topology.streaming:
                 # The driver may stop a streaming job before its sources emitted all;
-                # each must have run, though: emitted an item, or reached its end.
-                if n == 0 and f"end:p{i}" not in ended:
+                # each must have run, though (emitted an item, or reached its end),
+                # unless the driver stopped it before they could.
+                if n == 0 and f"end:p{i}" not in ended and self.ending != AT_ONCE:
                     missing.append(f"the source of pipeline {i} never ran")
             elif n < p.items:
                 missing.append(f"the source of pipeline {i} emitted {n} of its {p.items} items")
@@ -1115,8 +1125,12 @@ def replay(machine: type[LifecycleMachine], failure: Failure, *, runs: int) -> i
         m = quiet()
         seen: set[str] = set()
         try:
+            schedule = list(failure.schedule)
+            if schedule[:1] == [("end", AT_ONCE)]:
+                m.final_ending = AT_ONCE  # begin() stops it as soon as it started
+                schedule = schedule[1:]
             m.begin(failure.topology)
-            for action, what in failure.schedule:
+            for action, what in schedule:
                 if action == "end":
                     m.end_now(what)
                     m._settle()
