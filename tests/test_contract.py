@@ -389,6 +389,29 @@ def test_sink_downstream_of_a_fault_is_skipped() -> None:
     assert only("no-data-loss", j.events()) == []
 
 
+@pytest.mark.parametrize("setup_injected", [True, False])
+def test_a_pipeline_calling_a_service_whose_setup_was_made_to_fail_owes_nothing(
+    setup_injected: bool,
+) -> None:
+    """SAGE 0.2.5.3 times such a call out after 10 s (a TimeoutError nobody injected): the
+    item cannot pass a stage whose service the harness broke, so that is no data loss
+    (no-hang and failure-isolation own the timeout); a setup failure the harness did not
+    inject excuses nothing."""
+    j = Job()
+    j(K.SERVICE_CONSTRUCT, "s0")
+    j(K.SERVICE_SETUP_BEGIN, "s0")
+    j(K.SERVICE_SETUP_END, "s0", error="InjectedFault: setup of s0 failed", injected=setup_injected)
+    w = j.wait_begin()
+    j(K.NODE_DECLARE, "p0.source", role="source", ancestors=())
+    j(K.NODE_DECLARE, "p0.stage0", role="map", ancestors=("p0.source",), calls=("s0",))
+    j(K.NODE_DECLARE, "p0.sink0", role="sink", ancestors=("p0.stage0", "p0.source"), calls=())
+    j(K.ITEM_EMIT, "p0.source", node="p0.source", item="p0#0")
+    j(K.TASK_ERROR, "p0.stage0", error="TimeoutError: call timeout", injected=False)
+    j.wait_end(w)
+    lost = only("no-data-loss", j.events())
+    assert (lost == []) is setup_injected, lost
+
+
 def test_item_reaching_the_sink_after_the_wait_is_late_not_lost() -> None:
     j, _, end = lossy_job()
     late = j(K.ITEM_SINK, "sink[0]", node="sink", item="src#0")

@@ -122,10 +122,15 @@ class Probes:
                     stage.node,
                     role=stage.spec.kind,
                     ancestors=stage.ancestors,
+                    calls=stage.spec.calls,
                 )
             for sink in sinks:
                 self.record(
-                    EventKind.NODE_DECLARE, sink.node, role="sink", ancestors=sink.ancestors
+                    EventKind.NODE_DECLARE,
+                    sink.node,
+                    role="sink",
+                    ancestors=sink.ancestors,
+                    calls=sink.spec.calls,
                 )
 
     # -- recording -----------------------------------------------------------------
@@ -199,6 +204,7 @@ class ServiceProbe:
                 EventKind.SERVICE_SETUP_END,
                 self.name,
                 InjectedFault(f"setup of {self.name} failed"),
+                injected=True,
             )
         p.record(EventKind.SERVICE_SETUP_END, self.name)
 

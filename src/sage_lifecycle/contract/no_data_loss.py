@@ -26,7 +26,8 @@ def check(events: Sequence[Event], *, complete: bool = True) -> list[Violation]:
     ``role`` and its ``ancestors``; an item dropped by a filter upstream of a sink
     (``item.drop``) is not owed to it. A pipeline in which a task failed with an
     injected fault owes nothing (the contract's "pipeline without injected faults"):
-    its loss was injected. A task error marked
+    its loss was injected; so does one with a node declared to call a service whose
+    setup was made to fail (the call cannot succeed). A task error marked
     ``injected=False`` (the harness's probes mark each one) is the runtime's own
     failure, and what it did not deliver is lost; errors without the mark (a user's own
     functions under the fixtures) count as intended.
@@ -52,6 +53,16 @@ def check(events: Sequence[Event], *, complete: bool = True) -> list[Violation]:
             ancestors[node] = frozenset(ordered[node])
             if e.get("role") == "sink":
                 sinks.add(node)
+    # A node that calls a service whose setup was made to fail depends on an injected
+    # fault: the runtime cannot deliver through it (the call fails, or times out).
+    broken = {
+        e.subject
+        for e in events
+        if e.kind is EventKind.SERVICE_SETUP_END and e.error and e.get("injected", True)
+    }
+    for e in events:
+        if e.kind is EventKind.NODE_DECLARE and broken & set(e.get("calls", ())):
+            failed.add(str(e.subject))
     uninjected: dict[str, Event] = {}
     for e in events:
         if e.kind is EventKind.TASK_ERROR:
