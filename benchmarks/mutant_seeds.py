@@ -1,0 +1,55 @@
+"""Is every mutant caught whatever the seed? ``ci`` searches with random seeds, per mutant.
+
+For each mutant (or those named), runs the search for the property it breaks ``--runs``
+times with the ``ci`` profile's budget but a random seed each time, without shrinking,
+and prints each run's verdict and the topologies it took to the first failure. Run it
+beside two CPU-burning processes to see it under load.
+
+    python benchmarks/mutant_seeds.py --runs 10
+    python benchmarks/mutant_seeds.py --runs 5 stop_drops_in_flight
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from hypothesis import Phase, settings
+
+from sage_lifecycle.machines import LifecycleMachine, run_search
+from sage_lifecycle.mutants import MUTANTS
+from sage_lifecycle.profiles import register_profiles
+from sage_lifecycle.target import resolve_target
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("mutants", nargs="*", help="mutant names (default: all)")
+    opts = parser.parse_args()
+    register_profiles()
+    ci = settings(
+        settings.get_profile("ci"),
+        derandomize=False,
+        phases=[Phase.explicit, Phase.reuse, Phase.generate],
+        database=None,
+    )
+    caught = total = 0
+    for name in opts.mutants or sorted(MUTANTS):
+        mutant = MUTANTS[name]
+        runs = []
+        for _ in range(opts.runs):
+            machine = LifecycleMachine.for_property(
+                mutant.breaks,
+                target_factory=resolve_target(f"mutant:{name}"),
+                deadline=2.0 if mutant.breaks == "no-hang" else 30.0,
+            )
+            outcome = run_search(machine, ci, replays=3)
+            total += 1
+            caught += outcome.verdict == "FAIL"
+            runs.append(f"{outcome.verdict}@{outcome.topologies}")
+        print(f"{name:32} {mutant.breaks:22} {' '.join(runs)}", flush=True)
+    print(f"caught in {caught} of {total} searches")
+
+
+if __name__ == "__main__":
+    main()
