@@ -237,6 +237,36 @@ def test_the_harness_keeps_finding_legacy_sages_violation(finding: str) -> None:
 
 
 @needs_kernel
+def test_the_harness_keeps_finding_legacy_sages_lost_item_behind_a_parallel_map() -> None:
+    """Found by this round's ci search (not minimal: smaller jobs did not show it): with a
+    second pipeline in the job, an item held at a parallel map until the sources ended
+    and the other pipeline's sink had its item never reaches its sink, and submit()
+    returns normally. Replayed with the search's own schedule."""
+    topology = Topology(
+        tuple(ServiceSpec(f"s{i}") for i in range(3)),
+        (
+            PipelineSpec(
+                items=2,
+                stages=(StageSpec(parallelism=2, calls=("s0",)),),
+                sinks=(SinkSpec(calls=("s1",)), SinkSpec(gated_on=0)),
+            ),
+            PipelineSpec(items=1, stages=(StageSpec(parallelism=2, gated_on=0),)),
+        ),
+    )
+    machine = LifecycleMachine.for_property(
+        "no-data-loss", target_factory=resolve_target("sage-kernel")
+    )()
+    machine.begin(topology)
+    for gate in ("end:p1", "end:p0", "item:p0.sink1#0", "item:p1.stage0#0"):
+        machine.act_on(gate, fail=False)
+    with pytest.raises(LifecycleViolation) as info:
+        machine.teardown()
+    [violation] = info.value.violations
+    lost = "item 'p1#0' from 'p1.source' never reached sink 'p1.sink0'"
+    assert violation.message.startswith(lost)
+
+
+@needs_kernel
 @pytest.mark.parametrize("case", sorted(KERNEL_HOLDS))
 def test_the_harness_keeps_passing_what_legacy_sage_does_right(case: str) -> None:
     assert check_topology(resolve_target("sage-kernel"), KERNEL_HOLDS[case]) == []
