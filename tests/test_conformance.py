@@ -8,19 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from sage_lifecycle import PROPERTIES
+
 pytest_plugins = ["pytester"]
 
 #: The first word of each row of the verdict table.
-ROW_NAMES = (
-    "cleanup-exactly-once",
-    "no-early-return",
-    "no-use-after-cleanup",
-    "no-hang",
-    "failure-isolation",
-    "no-data-loss",
-    "no-thread-leak",
-    "white-box",
-)
+ROW_NAMES = (*PROPERTIES, "white-box")
 
 
 def test_reference_passes_with_a_verdict_per_property(pytester: pytest.Pytester) -> None:
