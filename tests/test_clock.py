@@ -1,5 +1,10 @@
 """The virtual clock: job threads' time jumps when the job is quiescent, nobody else's does,
-and quiet is a fact the driver can wait for."""
+and quiet is a fact the driver can wait for.
+
+The ``time.sleep`` calls here run in the job's threads, on the virtual clock: they are the
+behaviour under test, never synchronisation (the test's own thread waits on events and
+joins, each with a deadline).
+"""
 
 from __future__ import annotations
 
