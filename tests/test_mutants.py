@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 
 from sage_lifecycle import EventKind, Trace, check
+from sage_lifecycle._stacks import format_thread_stacks
+from sage_lifecycle.clock import VirtualClock
 from sage_lifecycle.gates import Gate
 from sage_lifecycle.mutants import MUTANTS
 from sage_lifecycle.reference import (
@@ -28,6 +30,7 @@ from sage_lifecycle.reference import (
     SinkFunction,
     SourceFunction,
 )
+from sage_lifecycle.schedule import Plan, Scheduler
 from sage_lifecycle.trace import Event
 
 K = EventKind
@@ -360,6 +363,63 @@ def streaming_in_flight(dispatcher: type[Dispatcher], hold: float) -> tuple[Loca
 
 Scenario = Callable[[type[Dispatcher], float], tuple[LocalEnvironment, Run]]
 #: For each mutant, the scenario that exposes its bug.
+RACING = (
+    "stop signal of sink",
+    "stop signal of source",
+    "counted the stop signal of source",
+    "counted the stop signal of sink",
+)
+
+
+def racing_last_signals(dispatcher: type[Dispatcher], hold: float) -> tuple[LocalEnvironment, Run]:
+    """A source and its sink stop at once, on a schedule: the sink's stop signal is
+    delivered before the source's, and (where the dispatcher marks it) each is counted
+    before either looks whether it was the last."""
+    return scheduled_last_signals(dispatcher, RACING)
+
+
+def scheduled_last_signals(
+    dispatcher: type[Dispatcher], order: tuple[str, ...]
+) -> tuple[LocalEnvironment, Run]:
+    """The last two stop signals of a source -> sink job, on the harness's virtual clock:
+    each time the job is quiescent, the point named by the next prefix of ``order`` is
+    released (a prefix no thread is parked at is skipped: the dispatcher has no such
+    point, or the job already ended)."""
+    scheduler = Scheduler(Plan(), timeout=DEADLINE)
+    trace = Trace()
+    env = LocalEnvironment(
+        "racing", observer=trace, dispatcher_class=dispatcher, scheduling_point=scheduler.point
+    )
+    env.register_service("db", Closing, "db")
+    env.from_batch([1]).sink(lambda x: None)
+    errors: list[BaseException] = []
+
+    def submit() -> None:
+        try:
+            env.submit(autostop=True)
+        except BaseException as exc:
+            errors.append(exc)
+
+    def never_quiet() -> bool:
+        raise AssertionError("the job never went quiescent\n" + format_thread_stacks())
+
+    submitter = threading.Thread(target=submit, name="harness-submit", daemon=True)
+    with VirtualClock() as clock:
+        clock.adopt(submitter)
+        submitter.start()
+        for prefix in order:
+            clock.settle(patience=2.0, timeout=DEADLINE, fallback=never_quiet)
+            parked = [label for label in scheduler.parked() if label.startswith(prefix)]
+            if parked:
+                scheduler.release(parked[0])
+        scheduler.close()
+        submitter.join(DEADLINE)
+    assert not submitter.is_alive(), "the harness thread outlived its deadline"
+    assert env.dispatcher is not None
+    env.dispatcher.settle(DEADLINE)
+    return env, Run(trace, errors)
+
+
 EXPOSED_BY: dict[str, Scenario] = {
     "pre_878": hello_world,
     "wait_on_is_running": gated_cleanup,
@@ -380,6 +440,7 @@ EXPOSED_BY: dict[str, Scenario] = {
     "sleeps_for_cleanups": gated_cleanup,
     "joins_cleanup_briefly": gated_cleanup,
     "cleans_when_sources_end": gated_calling_sink,
+    "racy_last_stop_signal": racing_last_signals,
 }
 SCENARIOS = sorted(set(EXPOSED_BY.values()), key=lambda s: s.__name__)
 
@@ -416,6 +477,26 @@ def test_reference_passes_every_scenario(scenario: Scenario) -> None:
     for err in run.errors:  # only the injected faults, reported together
         assert isinstance(err, JobFailed)
         assert [str(e) for e in err.exceptions] == injected[scenario.__name__]
+
+
+def test_the_racy_mutant_cleans_twice_only_on_the_racing_schedule() -> None:
+    """The race is the schedule's: the same job with the sink's signal counted and looked
+    at before the source's is delivered cleans once."""
+    mutant = MUTANTS["racy_last_stop_signal"]
+    serial = (
+        "stop signal of sink",
+        "counted the stop signal of sink",
+        "stop signal of source",
+        "counted the stop signal of source",
+    )
+    env, run = scheduled_last_signals(mutant.dispatcher, serial)
+    found = run.properties()
+    finish(env)
+    assert found == set()
+    env, run = scheduled_last_signals(mutant.dispatcher, RACING)
+    found = run.properties()
+    finish(env)
+    assert found == {"cleanup-exactly-once"}
 
 
 def test_pre_878_story_names_the_property_the_witnesses_and_the_timeline() -> None:

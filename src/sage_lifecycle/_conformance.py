@@ -43,6 +43,10 @@ class ConformanceSettings:
     #: ``--lifecycle-clock`` is ``auto``).
     virtual_time: bool = False
     replays: int = 10
+    #: PCT's depth for the schedules drawn on virtual time.
+    pct_depth: int = 2
+    #: One recorded run to replay (``--lifecycle-schedule``) instead of the searches.
+    replay: Any = None
 
 
 class ConformancePlugin:
@@ -86,7 +90,7 @@ class ConformancePlugin:
         __tracebackhide__ = True
         from hypothesis import settings as hsettings
 
-        from .machines import LifecycleMachine, OutOfTime, run_search
+        from .machines import LifecycleMachine, OutOfTime, run_replay, run_search
 
         s = self.settings
         machine = LifecycleMachine.for_property(
@@ -95,12 +99,16 @@ class ConformancePlugin:
             deadline=self._deadline(item),
             hold=s.hold,
             virtual_time=s.virtual_time,
+            pct_depth=s.pct_depth,
             expires=self._stop_at(item),
         )
         started = time.monotonic()
         self.running = (prop, machine.search)
         try:
-            outcome = run_search(machine, hsettings(), replays=s.replays)
+            if s.replay is not None:
+                outcome = run_replay(machine, s.replay, runs=s.replays)
+            else:
+                outcome = run_search(machine, hsettings(), replays=s.replays)
         except OutOfTime:
             outcome = self._cut(item, machine.search)
         except BaseException:
@@ -231,6 +239,8 @@ class ConformancePlugin:
             raise _Finding(
                 f"{row}: ERROR, no verdict: {outcome.reason}\n\n{outcome.story}".rstrip()
             )
+        if outcome.verdict == "NOT REPRODUCED":
+            return  # a replay that ran and did not show the violation: no failure
         if outcome.verdict == "NOT RUN":
             raise _Finding(f"{row}: NOT RUN: {outcome.reason} ({outcome.topologies} drawn)")
 
@@ -264,7 +274,8 @@ class ConformancePlugin:
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
-        table_ok = all(self.verdicts.get(r, {}).get("verdict") == "PASS" for r in self.rows())
+        good = ("PASS", "NOT REPRODUCED")
+        table_ok = all(self.verdicts.get(r, {}).get("verdict") in good for r in self.rows())
         if not table_ok and session.exitstatus == 0:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
         self.exitstatus = int(session.exitstatus)
@@ -276,16 +287,27 @@ class ConformancePlugin:
         tr = terminalreporter
         tr.write_sep("=", f"lifecycle conformance: target {s.target}")
         tr.write_line(
-            "clock: virtual (the job's sleeps, polls and timed waits jump when it is quiet)"
+            "clock: virtual (the job's sleeps, polls and timed waits jump when it is quiet); "
+            + (
+                "schedule: the recorded one"
+                if s.replay is not None
+                else f"schedules: PCT of depth {s.pct_depth} or random, drawn per job"
+            )
             if s.virtual_time
             else f"clock: wall (a gate opens after {s.hold:g} s of quiet)"
         )
         total = sum(int(self.verdicts.get(r, {}).get("topologies", 0)) for r in rows)
         n = len(s.properties)
-        tr.write_line(
-            f"{total} topologies run in {n} search{'es' if n != 1 else ''}, one per property "
-            "(budget per search: the Hypothesis profile's max_examples)"
-        )
+        if s.replay is not None:
+            tr.write_line(
+                f"replay of one recorded run ({s.replay.property}), {s.replays} times: "
+                "no search, so no PASS"
+            )
+        else:
+            tr.write_line(
+                f"{total} topologies run in {n} search{'es' if n != 1 else ''}, one per "
+                "property (budget per search: the Hypothesis profile's max_examples)"
+            )
         for row in rows:
             v = self.verdicts.get(row)
             if v is None:
@@ -297,6 +319,8 @@ class ConformancePlugin:
             verdict = str(v["verdict"])
             if row == WHITE_BOX:
                 detail = "" if verdict == "PASS" else v.get("reason", "")
+            elif verdict == "NOT REPRODUCED" or (verdict == "FAIL" and s.replay is not None):
+                detail = str(v.get("reason", ""))
             elif verdict == "PASS":
                 detail = f"{v['topologies']} topologies, {v['exercised']} exercised it"
             elif verdict == "FAIL":

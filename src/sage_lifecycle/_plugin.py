@@ -49,6 +49,18 @@ _CLOCK_HELP = (
     "outlast a parked gate; 'wall' waits for wall-clock quiet on every target"
 )
 CLOCKS = ("auto", "wall")
+_PCT_HELP = (
+    "depth of the PCT schedules the conformance driver draws on virtual time: priorities "
+    "plus depth-1 change points decide which thread goes next at the job's scheduling "
+    "points (default: 2; 1 to 5)"
+)
+_SCHEDULE_HELP = (
+    "replay exactly one recorded conformance run: the string a failure report prints "
+    "after 'replay exactly this run:' (its topology, steps and schedule); runs it "
+    "--lifecycle-replays times (default 10) and prints how often the violation came back"
+)
+_REPLAYS_HELP = "how many times --lifecycle-schedule replays its run (default: 10)"
+PCT_DEPTHS = range(1, 6)
 _MARKER = (
     "lifecycle(*, deadline=None, properties=None, dispatcher=None): run this test's "
     "lifecycle_env jobs with this deadline in seconds, check only these contract "
@@ -182,8 +194,30 @@ def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginMa
         default=None,
         help=_CLOCK_HELP,
     )
+    group.addoption(
+        "--lifecycle-pct-depth",
+        dest="lifecycle_pct_depth",
+        metavar="N",
+        default=None,
+        help=_PCT_HELP,
+    )
+    group.addoption(
+        "--lifecycle-schedule",
+        dest="lifecycle_schedule",
+        metavar="STRING",
+        default=None,
+        help=_SCHEDULE_HELP,
+    )
+    group.addoption(
+        "--lifecycle-replays",
+        dest="lifecycle_replays",
+        metavar="N",
+        default=None,
+        help=_REPLAYS_HELP,
+    )
     parser.addini("lifecycle_hold", _HOLD_HELP, default="0.005")
     parser.addini("lifecycle_clock", _CLOCK_HELP, default="auto")
+    parser.addini("lifecycle_pct_depth", _PCT_HELP, default="2")
 
 
 def _parse_seconds(value: object, where: str, what: str = "deadline", example: str = "30") -> float:
@@ -202,6 +236,17 @@ def _parse_seconds(value: object, where: str, what: str = "deadline", example: s
 
 def _parse_deadline(value: object, where: str) -> float:
     return _parse_seconds(value, where)
+
+
+def _parse_count(value: object, where: str, what: str, allowed: range) -> int:
+    text = str(value).strip()
+    if not (text.isdigit() and int(text) in allowed):
+        raise pytest.UsageError(
+            f"Invalid lifecycle {what.replace('-', ' ')} {value!r} from {where}: expected a "
+            f"whole number from {allowed.start} to {allowed.stop - 1}, for example "
+            f"--lifecycle-{what}={allowed.start + 1}"
+        )
+    return int(text)
 
 
 def _option(config: pytest.Config, name: str) -> tuple[object, str]:
@@ -231,11 +276,40 @@ def pytest_configure(config: pytest.Config) -> None:
             f"Invalid lifecycle clock {clock!r} from {clock_where}: expected "
             f"{' or '.join(CLOCKS)}, for example --lifecycle-clock=wall"
         )
+    depth = _parse_count(*_option(config, "lifecycle_pct_depth"), "pct-depth", PCT_DEPTHS)
+    replays_given = config.getoption("lifecycle_replays")
+    replays = 10
+    if replays_given is not None:
+        replays = _parse_count(replays_given, "--lifecycle-replays", "replays", range(1, 10001))
+    schedule = config.getoption("lifecycle_schedule")
+    replay = None
+    if schedule is not None:
+        if not conformance:
+            raise pytest.UsageError(
+                "--lifecycle-schedule replays a conformance run: add --lifecycle-conformance "
+                "(or run sage-lifecycle --schedule=...)"
+            )
+        from .schedule import ScheduleError, decode
+
+        try:
+            replay = decode(str(schedule))
+        except ScheduleError as exc:
+            raise pytest.UsageError(f"--lifecycle-schedule: {exc}") from None
+        properties = (replay.property,)
     settings = _Settings(deadline, properties, conformance, str(target))
     config.stash[_SETTINGS] = settings
     config.stash[_STATS] = _Stats()
     if conformance:
-        _register_conformance(config, settings, target_where, hold, str(clock).strip())
+        _register_conformance(
+            config,
+            settings,
+            target_where,
+            hold,
+            str(clock).strip(),
+            pct_depth=depth,
+            replay=replay,
+            replays=replays,
+        )
     elif settings.target.strip() != "reference":  # unused here: checked, never imported or run
         from .target import TargetError, validate_target_spec
 
@@ -246,7 +320,15 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _register_conformance(
-    config: pytest.Config, settings: _Settings, where: str, hold: float, clock: str = "auto"
+    config: pytest.Config,
+    settings: _Settings,
+    where: str,
+    hold: float,
+    clock: str = "auto",
+    *,
+    pct_depth: int = 2,
+    replay: Any = None,
+    replays: int = 10,
 ) -> None:
     """Conformance mode: its own plugin object, registered only when the mode is on."""
     from ._conformance import PLUGIN_NAME, ConformancePlugin, ConformanceSettings
@@ -277,6 +359,8 @@ def _register_conformance(
             "without -n (its searches then run one after the other)"
         )
     dispatcher = sample.dispatcher if isinstance(sample, ReferenceTarget) else None
+    if replay is not None:
+        dispatcher = None  # a replay runs its one property, not the white box
     conf = ConformanceSettings(
         target=settings.target,
         factory=factory,
@@ -285,6 +369,9 @@ def _register_conformance(
         properties=settings.properties,
         dispatcher=dispatcher,
         virtual_time=clock == "auto" and bool(getattr(sample, "virtual_time", False)),
+        pct_depth=pct_depth,
+        replay=replay,
+        replays=replays,
     )
     config.pluginmanager.register(ConformancePlugin(conf), PLUGIN_NAME)
 

@@ -88,6 +88,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="auto (default): virtual time for targets that declare it; wall: wall-clock quiet",
     )
     parser.add_argument(
+        "--pct-depth",
+        help="depth of the PCT schedules drawn on virtual time (default: 2)",
+    )
+    parser.add_argument(
+        "--schedule",
+        help="replay exactly one run: the string after 'replay exactly this run: "
+        "--lifecycle-schedule=' in a failure report",
+    )
+    parser.add_argument("--replays", help="how many times --schedule replays its run (default: 10)")
+    parser.add_argument(
         "--list-targets", action="store_true", help="list the targets this installation knows"
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
@@ -120,10 +130,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             pytest_args += ["-p", "pytest_timeout"]
             if any(a in ("-n", "--numprocesses", "--dist") or a.startswith("-n") for a in extra):
                 pytest_args += ["-p", "xdist.plugin"]
-        for name in ("properties", "deadline", "hold", "clock"):
+        for name in ("properties", "deadline", "hold", "clock", "pct_depth", "schedule", "replays"):
             value = getattr(opts, name)
             if value is not None:
-                pytest_args.append(f"--lifecycle-{name}={value}")
+                pytest_args.append(f"--lifecycle-{name.replace('_', '-')}={value}")
         saved = os.environ.pop("PYTEST_ADDOPTS", None)
         if opts.profile == "ci" and "HYPOTHESIS_STORAGE_DIRECTORY" not in os.environ:
             # ci keeps no example database: nothing of Hypothesis's (its constants cache)

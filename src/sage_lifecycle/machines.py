@@ -53,6 +53,7 @@ from .probes import InjectedFault, Probes
 from .reference import BaseService, Dispatcher, JobHangError
 from .reference.dispatcher import ServiceSpec as RuntimeServiceSpec
 from .report import LifecycleViolation, format_report
+from .schedule import Plan, Replay, Scheduler, encode, plans
 from .target import ReferenceTarget, Target
 from .topology import Topology, topologies
 from .trace import EventKind, Trace
@@ -67,6 +68,7 @@ __all__ = [
     "Search",
     "TargetDidNotRun",
     "check_topology",
+    "run_replay",
     "run_search",
     "run_white_box",
     "stats",
@@ -131,6 +133,10 @@ class Failure:
     story: str
     #: The gates the driver opened or failed, in order: ``("open", "cleanup:s0")``.
     schedule: tuple[tuple[str, str], ...]
+    #: The scheduler's plan and the decisions it made (the points released, in order),
+    #: when the job ran on a schedule.
+    plan: Plan | None = None
+    decisions: tuple[str, ...] = ()
 
 
 class Search:
@@ -193,6 +199,8 @@ class LifecycleMachine(RuleBasedStateMachine):
     #: How far (virtual seconds) one step lets the clock jump ahead while the job is
     #: quiescent but for timed waits: a 1-second poll is reached, a 30-second timeout not.
     patience: ClassVar[float] = 2.0
+    #: PCT's depth for the plans drawn (``depth - 1`` priority change points).
+    pct_depth: ClassVar[int] = 2
     gate_faults: ClassVar[bool] = True
     #: The contract properties this machine checks; ``None`` checks them all.
     properties: ClassVar[tuple[str, ...] | None] = None
@@ -245,6 +253,11 @@ class LifecycleMachine(RuleBasedStateMachine):
         self.gate_faults_here = True
         #: How the driver ends a streaming job that no step ended.
         self.final_ending = "stop"
+        #: The plan the job's scheduler follows (drawn), the decisions it must replay
+        #: (``None``: none), and the scheduler itself (on virtual time only).
+        self.plan: Plan | None = None
+        self.forced: tuple[str, ...] | None = None
+        self.scheduler: Scheduler | None = None
 
     def topologies(self) -> Any:
         """The strategy of topologies this machine draws from.
@@ -282,6 +295,8 @@ class LifecycleMachine(RuleBasedStateMachine):
         # How a streaming job ends if no step ends it: drawn too, so a double ending is
         # as likely at teardown as in a step (always drawn: the choices keep their shape).
         self.final_ending = data.draw(self.endings(at_start=True), label="ending")
+        # Who runs next at the job's scheduling points (drawn up front, in one shape).
+        self.plan = data.draw(plans(self.pct_depth), label="schedule plan")
         self.begin(topology, target)
 
     def begin(self, topology: Topology, target: Target | None = None) -> None:
@@ -302,6 +317,10 @@ class LifecycleMachine(RuleBasedStateMachine):
         self.target, self.probes = target, probes
         if self.virtual_time and getattr(target, "virtual_time", False):
             self.clock = VirtualClock().__enter__()
+            if self.plan is not None:
+                # A schedule needs quiescence as a fact: only on the virtual clock.
+                self.scheduler = Scheduler(self.plan, timeout=self.deadline, forced=self.forced)
+                probes.scheduler = self.scheduler
         try:
             with self.clock.entered() if self.clock is not None else contextlib.nullcontext():
                 target.build(probes)
@@ -503,11 +522,21 @@ class LifecycleMachine(RuleBasedStateMachine):
             return
         # Quiescent is a fact on the clock; where it cannot tell (a thread blocked where
         # it does not see), fall back to the wall-clock quiet period.
-        self.clock.settle(
-            patience=self.patience,
-            timeout=min(self.deadline, max(1.0, 20 * hold)),
-            fallback=lambda: self.trace.wait_idle(hold, timeout=self.deadline),
-        )
+        clock = self.clock
+
+        def settle() -> None:
+            clock.settle(
+                patience=self.patience,
+                timeout=min(self.deadline, max(1.0, 20 * hold)),
+                fallback=lambda: self.trace.wait_idle(hold, timeout=self.deadline),
+            )
+
+        settle()
+        # Then the schedule: while threads wait at scheduling points, the plan lets one
+        # go, and the job settles again.
+        while self.scheduler is not None and self.scheduler.step() is not None:
+            _check_time(self.expires)
+            settle()
 
     # The draws below have the same shape whatever the job is doing (an index, not a
     # choice among the gates parked right now), so a slow machine cannot make Hypothesis
@@ -564,18 +593,24 @@ class LifecycleMachine(RuleBasedStateMachine):
         type(self).last_failure = (topology, tuple(violations))
         events = self.trace.events()
         target = self.target.name if self.target is not None else "?"
+        decisions = tuple(self.scheduler.decisions) if self.scheduler is not None else ()
+        plan = self.plan if self.scheduler is not None else None
+        prop = self.properties[0] if self.properties else violations[0].property
+        token = encode(Replay(prop, topology, tuple(self.schedule), plan, decisions))
         story = (
             f"{format_report(violations, events)}\n\ntarget: {target}\ntopology:\n"
-            f"{topology.describe()}\nschedule: {format_schedule(self.schedule)}" + extra
+            f"{topology.describe()}\nschedule: {format_schedule(self.schedule)}"
+            f"{format_decisions(plan, decisions)}\n"
+            f"replay exactly this run: --lifecycle-schedule={token}" + extra
         )
         search = type(self).search
         with search.lock:
             search.failures.append(
-                Failure(topology, tuple(violations), story, tuple(self.schedule))
+                Failure(topology, tuple(violations), story, tuple(self.schedule), plan, decisions)
             )
         search.count(violations, exercised=True)
         raise LifecycleViolation(
-            story + "\n\nreplay: run the same command again (the ci profile draws the same "
+            story + _REPLAY_HINT + "run the same command again (the ci profile draws the same "
             "topologies; other profiles replay from Hypothesis's example database), or pin "
             "it with the @reproduce_failure line below",
             violations,
@@ -597,8 +632,10 @@ class LifecycleMachine(RuleBasedStateMachine):
             probes.gates[parked[0]].open()
             self._settle()
         # From here on nothing of the harness may hold the job: a thread that reaches a
-        # gate late (a slow machine outlasted the hold) passes straight through, so the
-        # deadline below can only measure the target.
+        # gate (or a scheduling point) late passes straight through, so the deadline
+        # below can only measure the target.
+        if self.scheduler is not None:
+            self.scheduler.close()
         for name, gate in sorted(probes.gates.items()):
             if not gate.is_open:
                 probes.record(EventKind.GATE_OPEN, name)
@@ -658,6 +695,8 @@ class LifecycleMachine(RuleBasedStateMachine):
             # The verdict is taken: free every gate (and every unbounded source) so
             # nothing of the harness holds the target while it releases what it started.
             self.probes.stop_requested.set()
+            if self.scheduler is not None:
+                self.scheduler.close()
             for gate in self.probes.gates.values():
                 gate.open()
             if self.target is not None:
@@ -780,12 +819,28 @@ def _hold_an_item(topology: Topology) -> Topology:
     return topology
 
 
+_REPLAY_HINT = "\n\nreplay: "
+
+
 def _abandoned() -> bool:
     """Whether the example is being abandoned: a ``BaseException`` that is not an
     ``Exception`` is unwinding (Ctrl-C's KeyboardInterrupt, SystemExit, pytest-timeout's
     Failed, Hypothesis's StopTest for an example it discards). It gets no verdict."""
     exc = sys.exc_info()[1]
     return exc is not None and not isinstance(exc, Exception)
+
+
+def format_decisions(plan: Plan | None, decisions: tuple[str, ...], *, shown: int = 12) -> str:
+    """The scheduler's plan and its decisions (the last ``shown`` of them), as lines to
+    follow the schedule; nothing when the job ran without a scheduler."""
+    if plan is None:
+        return ""
+    lines = [f"\nplan: {plan.describe()}; {len(decisions)} decision(s) at scheduling points"]
+    start = max(0, len(decisions) - shown)
+    if start:
+        lines.append(f"  ... {start} earlier decision(s)")
+    lines += [f"  {i + 1:>3}. {label}" for i, label in enumerate(decisions) if i >= start]
+    return "\n".join(lines)
 
 
 def format_schedule(schedule: list[tuple[str, str]] | tuple[tuple[str, str], ...]) -> str:
@@ -948,7 +1003,8 @@ class Outcome:
 
     ``verdict`` is ``PASS`` (the search ran, exercised the property, found nothing),
     ``FAIL`` (``story`` holds the counterexample), ``ERROR`` (the harness could not reach a
-    verdict: ``reason`` says why) or ``NOT RUN`` (nothing put the property to the test).
+    verdict: ``reason`` says why), ``NOT RUN`` (nothing put the property to the test) or,
+    for a replay of one recorded run, ``NOT REPRODUCED``.
     """
 
     verdict: str
@@ -1119,18 +1175,62 @@ def replay(machine: type[LifecycleMachine], failure: Failure, *, runs: int) -> i
     """Run ``failure``'s topology and schedule ``runs`` times; count the runs that show a
     violation of the same property again. Outside Hypothesis: nothing is drawn."""
     wanted = {v.property for v in failure.violations}
+    run = Replay(
+        next(iter(wanted), ""),
+        failure.topology,
+        failure.schedule,
+        failure.plan,
+        failure.decisions,
+    )
+    return _replay_runs(machine, run, wanted, runs)[0]
+
+
+def run_replay(machine: type[LifecycleMachine], run: Replay, *, runs: int) -> Outcome:
+    """Replay one recorded run (``--lifecycle-schedule``) ``runs`` times on ``machine``'s
+    target: FAIL with the story of the first run that showed the violation and how often
+    it did, or NOT REPRODUCED (the property held on every replay of this one run; that is
+    no search, so never a PASS)."""
+    hits, shown = _replay_runs(machine, run, {run.property}, runs)
+    rate = f"reproduced {hits}/{runs}"
+    if shown is not None:
+        # The story without the search's advice on how to replay: this is the replay.
+        story = str(shown).split(_REPLAY_HINT, 1)[0]
+        return Outcome(
+            "FAIL",
+            runs,
+            runs,
+            reason=f"{shown.violations[0].message} ({rate})",
+            story=f"{story}\n\nReplayed this one run {runs} times: {rate}.",
+            reproduced=(hits, runs),
+            violations=shown.violations,
+        )
+    return Outcome(
+        "NOT REPRODUCED",
+        runs,
+        runs,
+        reason=f"{run.property} held on every replay of this run ({rate})",
+        reproduced=(0, runs),
+    )
+
+
+def _replay_runs(
+    machine: type[LifecycleMachine], run: Replay, wanted: set[str], runs: int
+) -> tuple[int, LifecycleViolation | None]:
+    """How many of ``runs`` replays showed a violation of ``wanted``, and the first."""
     quiet = type(f"{machine.__name__}_Replay", (machine,), {"search": Search()})
     hits = 0
+    first: LifecycleViolation | None = None
     for _ in range(runs):
         m = quiet()
-        seen: set[str] = set()
+        m.plan, m.forced = run.plan, run.decisions if run.plan is not None else None
+        seen: list[LifecycleViolation] = []
         try:
-            schedule = list(failure.schedule)
-            if schedule[:1] == [("end", AT_ONCE)]:
+            steps = list(run.steps)
+            if steps[:1] == [("end", AT_ONCE)]:
                 m.final_ending = AT_ONCE  # begin() stops it as soon as it started
-                schedule = schedule[1:]
-            m.begin(failure.topology)
-            for action, what in schedule:
+                steps = steps[1:]
+            m.begin(run.topology)
+            for action, what in steps:
                 if action == "end":
                     m.end_now(what)
                     m._settle()
@@ -1138,17 +1238,20 @@ def replay(machine: type[LifecycleMachine], failure: Failure, *, runs: int) -> i
                     m.act_on(what, fail=action == "fail")
                 m.contract_holds_so_far()
         except LifecycleViolation as exc:
-            seen = {v.property for v in exc.violations}
+            seen.append(exc)
         except Exception:  # an adapter that crashed on replay: not a reproduction
             pass
         try:
             m.teardown()
         except LifecycleViolation as exc:
-            seen = {v.property for v in exc.violations}
+            seen.append(exc)
         except Exception:
             pass
-        hits += bool(seen & wanted)
-    return hits
+        shown = [e for e in seen if {v.property for v in e.violations} & wanted]
+        if shown:
+            hits += 1
+            first = first or shown[0]
+    return hits, first
 
 
 def check_topology(

@@ -334,6 +334,53 @@ class JoinsCleanupBriefly(Dispatcher):
             self._cond.notify_all()
 
 
+class RacyLastStopSignal(Dispatcher):
+    """The services are cleaned by whichever stop signal looks last: a task's signal is
+    counted under the lock, but whether it was the last is read after the lock is let go
+    (check-then-act). When two last tasks stop at once and the second one's signal is
+    counted before the first one looks, both see no task left and both clean every
+    service. Rare by chance; a schedule that runs the two signals in that order shows it
+    every time."""
+
+    def receive_node_stop_signal(self, node: TaskRuntime | str) -> bool:
+        name = node if isinstance(node, str) else node.name
+        with self._cond:
+            if name not in self.tasks:
+                self.duplicate_stop_signals += 1
+                return False
+            del self.tasks[name]
+        self.point(f"counted the stop signal of {name}")  # the lock is let go here
+        if not self.tasks:  # looks last
+            for runtime in reversed(list(self._registry.values())):
+                self._clean_on_this_thread(runtime)
+            with self._cond:
+                self._batch_complete = True
+                self._cond.notify_all()
+        return True
+
+    def _clean_on_this_thread(self, runtime: ServiceRuntime) -> None:
+        if runtime.instance is None:
+            return
+        runtime.cleaned = True  # the service's own thread will not clean it again
+        self._record(EventKind.SERVICE_CLEANUP_BEGIN, runtime.name)
+        try:
+            runtime.instance.cleanup()
+        except Exception as exc:
+            event = self._record(
+                EventKind.SERVICE_CLEANUP_END, runtime.name, error=describe_error(exc)
+            )
+            self._add_error(exc, event)
+        else:
+            self._record(EventKind.SERVICE_CLEANUP_END, runtime.name)
+
+    def _clean_service(self, runtime: ServiceRuntime) -> None:
+        # The last signal cleaned it: the controller only ends its thread and forgets it.
+        runtime.shut_down()
+        if runtime.thread is not None:
+            self._join(runtime.thread)
+        self._forget_service(runtime)
+
+
 @dataclass(frozen=True)
 class Mutant:
     """A buggy dispatcher and the contract property its bug breaks."""
@@ -373,5 +420,6 @@ MUTANTS: dict[str, Mutant] = {
         Mutant("sleeps_for_cleanups", SleepsForCleanups, "no-early-return"),
         Mutant("cleans_when_sources_end", CleansWhenSourcesEnd, "no-use-after-cleanup"),
         Mutant("joins_cleanup_briefly", JoinsCleanupBriefly, "no-early-return"),
+        Mutant("racy_last_stop_signal", RacyLastStopSignal, "cleanup-exactly-once"),
     )
 }

@@ -24,6 +24,7 @@ from typing import Any
 
 from .clock import VirtualClock
 from .gates import Gate
+from .schedule import Scheduler
 from .topology import PipelineSpec, ServiceSpec, SinkSpec, StageSpec, Topology
 from .trace import Event, EventKind, Trace, describe_error
 
@@ -89,6 +90,9 @@ class Probes:
         #: Set by the driver just before it calls a streaming job's ending call: an
         #: unbounded source waits for it after its items (it never ends by itself).
         self.stop_requested = threading.Event()
+        #: The harness's scheduler, when the job runs on a schedule (virtual time only):
+        #: :meth:`point` parks there until it lets the thread go.
+        self.scheduler: Scheduler | None = None
         # Every failure recorded, by the exception object's identity: the same object can
         # surface at several places (a setup error raised again in the task that called
         # the service), and each of them is matched against what the wait raised.
@@ -178,6 +182,13 @@ class Probes:
             gate = self.gates[name] = Gate(name, timeout=self.gate_timeout)
         return gate
 
+    def point(self, label: str) -> None:
+        """A scheduling point: with a scheduler, wait until it lets this thread go (it
+        decides the order of the threads parked at points); without one, pass."""
+        scheduler = self.scheduler
+        if scheduler is not None:
+            scheduler.point(label)
+
     def pass_gate(self, name: str) -> None:
         """Park at gate ``name`` (recorded) until the driver opens or fails it."""
         gate = self.gates[name]
@@ -210,8 +221,10 @@ class ServiceProbe:
 
     def call(self, caller: str, item: str) -> str:
         p = self.probes
+        p.point(f"call {self.name} from {caller} with {item}")
         begin = p.record(EventKind.SERVICE_CALL_BEGIN, self.name, method="call", caller=caller)
         p.record(EventKind.SERVICE_CALL_END, self.name, begin=begin.seq, method="call")
+        p.point(f"return from {self.name} to {caller} with {item}")
         return item
 
     def cleanup(self) -> None:
@@ -290,6 +303,7 @@ class SourceProbe(_TaskProbe):
             if self._next < self.spec.items * (self._parked + 1):
                 item = f"p{self.index}#{self._next}"
                 self._next += 1
+                self.probes.point(f"emit {item}")
                 self.probes.record(EventKind.ITEM_EMIT, self.node, node=self.node, item=item)
                 return item
             gate = self._round_gate()
@@ -319,7 +333,9 @@ class _ItemProbe(_TaskProbe):
             probes._gate(f"item:{node}#{gated_on}")
 
     def _park_if_gated(self, item: str) -> int:
-        """Park at this node's gate if ``item`` is the gated one; return the item's index."""
+        """Take ``item`` (a scheduling point: the hand-over from upstream), and park at
+        this node's gate if it is the gated one; return the item's index."""
+        self.probes.point(f"take {item} at {self.node}")
         k = item_index(item)
         if self.gated_on == k:
             self.probes.pass_gate(f"item:{self.node}#{k}")

@@ -134,6 +134,7 @@ class ReferenceTarget:
             deadline=max(60.0, 4 * probes.gate_timeout),
             dispatcher_class=self.dispatcher,
             job=probes.job,
+            scheduling_point=probes.point,
         )
         self.env = env
         for name, service in probes.services.items():

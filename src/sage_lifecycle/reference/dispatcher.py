@@ -399,6 +399,7 @@ class TaskRuntime:
         finally:
             self._send_stop()
             d._record(EventKind.TASK_STOP, self.name, node=node.name)
+            d.point(f"stop signal of {self.name}")
             d.receive_node_stop_signal(self)
 
     def _run_source(self) -> None:
@@ -466,6 +467,8 @@ class Dispatcher:
 
     #: The class of one task instance; a subclass may change how a task runs.
     task_class: type[TaskRuntime]
+    #: Where :meth:`point` parks a thread: the harness's scheduler, or ``None`` (pass).
+    scheduling_point: Callable[[str], None] | None = None
 
     def __init__(
         self, job: str, *, observer: Observer | None = None, deadline: float = 60.0
@@ -521,6 +524,15 @@ class Dispatcher:
     def _join(self, thread: threading.Thread) -> None:
         thread.join()
         self._record(EventKind.THREAD_JOINED, thread.name)
+
+    def point(self, label: str) -> None:
+        """A scheduling point: under the harness's scheduler, the calling thread waits
+        here until the schedule lets it go, so another thread may run first; otherwise
+        nothing. The dispatcher marks the delivery of each stop signal; a subclass may
+        mark its own steps, between which a thread could be preempted."""
+        hook = self.scheduling_point
+        if hook is not None:
+            hook(label)
 
     def threads(self) -> list[threading.Thread]:
         """Every thread this job started."""

@@ -111,7 +111,9 @@ class LocalEnvironment:
     ``observer`` receives every lifecycle event (pass a :class:`~sage_lifecycle.Trace`);
     ``job`` names the job in events (default: ``name#<n>``, numbered in creation order);
     ``deadline`` bounds every wait in seconds; ``dispatcher_class`` lets a test run the
-    same job on a subclass of :class:`Dispatcher`, such as a deliberately buggy one.
+    same job on a subclass of :class:`Dispatcher`, such as a deliberately buggy one;
+    ``scheduling_point`` becomes its dispatcher's :attr:`Dispatcher.scheduling_point`
+    (the harness's scheduler).
     """
 
     def __init__(
@@ -123,6 +125,7 @@ class LocalEnvironment:
         deadline: float = 60.0,
         dispatcher_class: type[Dispatcher] = Dispatcher,
         job: str | None = None,
+        scheduling_point: Callable[[str], None] | None = None,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise ValueError(f"LocalEnvironment(name={name!r}): name must be a non-empty string")
@@ -149,6 +152,7 @@ class LocalEnvironment:
         self.observer = observer
         self.deadline = float(deadline)
         self._dispatcher_class = dispatcher_class
+        self._scheduling_point = scheduling_point
         self._services: dict[str, ServiceSpec] = {}
         self._nodes: list[NodeSpec] = []
         self._node_count = itertools.count()
@@ -263,6 +267,8 @@ class LocalEnvironment:
         dispatcher = self._dispatcher_class(
             self.job, observer=self.observer, deadline=self.deadline
         )
+        if self._scheduling_point is not None:
+            dispatcher.scheduling_point = self._scheduling_point
         self._dispatcher = dispatcher
         begin = dispatcher.begin_wait("submit") if autostop else None
         dispatcher.start(list(self._services.values()), list(self._nodes))
