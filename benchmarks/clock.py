@@ -1,11 +1,14 @@
-"""The virtual clock against the wall clock, side by side in one run.
+"""Owned time and schedules against the wall clock, side by side in one run.
 
-1. Examples per second of the reference's conformance search (all properties), with the
-   virtual clock and with the wall clock, in alternating rounds so that both see the same
-   machine load; the same derandomized draws each round.
-2. For the two mutants that hide an early return behind time (``sleeps_for_cleanups``,
-   ``joins_cleanup_briefly``): the verdict and the topologies to the first failure of the
-   ``no-early-return`` search on each clock.
+1. Examples per second of the reference's conformance search (all properties) in three
+   modes: virtual clock with drawn schedules (the default), virtual clock with the
+   scheduling points passing, and the wall clock's quiet period (the harness before it
+   owned time). Alternating rounds, so that all see the same machine load; the same
+   derandomized draws each round.
+2. For the mutants that hide their bug behind time or a race (``sleeps_for_cleanups``,
+   ``joins_cleanup_briefly``, ``racy_last_stop_signal``): the verdict and the topologies
+   run (to the first failure, plus shrinking) of their property's ``ci`` search in each
+   mode.
 
     python benchmarks/clock.py --examples 100 --rounds 3
 """
@@ -20,15 +23,25 @@ from hypothesis import HealthCheck, Phase, settings
 from hypothesis.stateful import run_state_machine_as_test
 
 from sage_lifecycle.machines import LifecycleMachine, Search, run_search
+from sage_lifecycle.mutants import MUTANTS
 from sage_lifecycle.target import resolve_target
 
+#: mode -> (virtual_time, schedules)
+MODES = {
+    "virtual+schedules": (True, True),
+    "virtual": (True, False),
+    "wall": (False, False),
+}
 
-def examples_per_second(virtual: bool, examples: int) -> float:
+
+def examples_per_second(mode: str, examples: int) -> float:
     search = Search()
+    virtual, schedules = MODES[mode]
 
     class Bench(LifecycleMachine):
         virtual_time = virtual
 
+    Bench.schedules = schedules
     Bench.search = search
     s = settings(
         max_examples=examples,
@@ -49,13 +62,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     opts = parser.parse_args()
 
-    rates: dict[bool, list[float]] = {True: [], False: []}
+    rates: dict[str, list[float]] = {m: [] for m in MODES}
     for _ in range(opts.rounds):
-        for virtual in (True, False):
-            rates[virtual].append(examples_per_second(virtual, opts.examples))
-    v, w = statistics.median(rates[True]), statistics.median(rates[False])
+        for mode in MODES:
+            rates[mode].append(examples_per_second(mode, opts.examples))
+    wall = statistics.median(rates["wall"])
     print(f"reference, {opts.examples} examples x {opts.rounds} rounds (median examples/s):")
-    print(f"  virtual clock {v:6.1f}/s   wall clock {w:6.1f}/s   ratio {v / w:.2f}x")
+    for mode in MODES:
+        rate = statistics.median(rates[mode])
+        print(f"  {mode:18} {rate:6.1f}/s   {rate / wall:.2f}x the wall clock")
 
     ci = settings(
         max_examples=100,
@@ -63,21 +78,21 @@ def main() -> None:
         derandomize=True,
         deadline=None,
         suppress_health_check=list(HealthCheck),
-        phases=[Phase.explicit, Phase.generate],
+        phases=[Phase.explicit, Phase.generate, Phase.shrink],
     )
-    print("no-early-return search, ci draws (verdict, topologies run):")
-    for name in ("sleeps_for_cleanups", "joins_cleanup_briefly"):
+    print("each mutant's own property, ci draws (verdict, topologies run):")
+    for name in ("sleeps_for_cleanups", "joins_cleanup_briefly", "racy_last_stop_signal"):
         row = []
-        for virtual in (True, False):
+        for mode, (virtual, schedules) in MODES.items():
             machine = LifecycleMachine.for_property(
-                "no-early-return",
+                MUTANTS[name].breaks,
                 target_factory=resolve_target(f"mutant:{name}"),
                 virtual_time=virtual,
+                schedules=schedules,
             )
             outcome = run_search(machine, ci, replays=1)
-            clock = "virtual" if virtual else "wall"
-            row.append(f"{clock}: {outcome.verdict} ({outcome.topologies})")
-        print(f"  {name:24} {'   '.join(row)}")
+            row.append(f"{mode}: {outcome.verdict} ({outcome.topologies})")
+        print(f"  {name:22} {'   '.join(row)}")
 
 
 if __name__ == "__main__":

@@ -56,7 +56,8 @@ def test_virtual_time_catches_an_early_return_that_hides_behind_a_sleep(
     virtual.stdout.fnmatch_lines(
         [
             "*lifecycle conformance: target mutant:sleeps_for_cleanups*",
-            "clock: virtual (the job's sleeps, polls and timed waits jump when it is quiet)",
+            "clock: virtual (the job's sleeps, polls and timed waits jump when it is quiet); "
+            "schedules: PCT of depth 2 or random, drawn per job",
             "no-early-return       FAIL     *",
         ]
     )

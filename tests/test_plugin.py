@@ -237,6 +237,35 @@ def test_fixtures_markers_and_options_are_documented(pytester: pytest.Pytester) 
             "*Invalid lifecycle clock 'fast' from the lifecycle_clock ini value*",
         ),
         (
+            ["--lifecycle-pct-depth=0"],
+            "",
+            "*Invalid lifecycle pct depth '0' from --lifecycle-pct-depth: expected a whole "
+            "number from 1 to 5, for example --lifecycle-pct-depth=2",
+        ),
+        (
+            [],
+            "lifecycle_pct_depth = deep",
+            "*Invalid lifecycle pct depth 'deep' from the lifecycle_pct_depth ini value*",
+        ),
+        (
+            ["--lifecycle-schedule=L1.eNo"],
+            "",
+            "*--lifecycle-schedule replays a conformance run: add --lifecycle-conformance*",
+        ),
+        (
+            ["--lifecycle-conformance", "--lifecycle-schedule=pct:3"],
+            "",
+            "*--lifecycle-schedule: schedule 'pct:3' is not one this harness wrote (they "
+            "start with 'L1.'); copy the whole --lifecycle-schedule=... value from a failure "
+            "report",
+        ),
+        (
+            ["--lifecycle-conformance", "--lifecycle-schedule=L1.eNo", "--lifecycle-replays=0"],
+            "",
+            "*Invalid lifecycle replays '0' from --lifecycle-replays: expected a whole number "
+            "from 1 to 10000*",
+        ),
+        (
             ["--lifecycle-target=mutant:nope"],
             "",
             "*--lifecycle-target from --lifecycle-target: unknown mutant 'nope'*",

@@ -55,7 +55,7 @@ from .reference.dispatcher import ServiceSpec as RuntimeServiceSpec
 from .report import LifecycleViolation, format_report
 from .schedule import Plan, Replay, Scheduler, encode, plans
 from .target import ReferenceTarget, Target
-from .topology import Topology, topologies
+from .topology import StageSpec, Topology, topologies
 from .trace import EventKind, Trace
 
 __all__ = [
@@ -199,6 +199,9 @@ class LifecycleMachine(RuleBasedStateMachine):
     #: How far (virtual seconds) one step lets the clock jump ahead while the job is
     #: quiescent but for timed waits: a 1-second poll is reached, a 30-second timeout not.
     patience: ClassVar[float] = 2.0
+    #: Whether a job on the virtual clock runs on a drawn schedule (its threads wait at
+    #: scheduling points until the plan lets them go); ``False``: the points pass.
+    schedules: ClassVar[bool] = True
     #: PCT's depth for the plans drawn (``depth - 1`` priority change points).
     pct_depth: ClassVar[int] = 2
     gate_faults: ClassVar[bool] = True
@@ -273,14 +276,12 @@ class LifecycleMachine(RuleBasedStateMachine):
             calling = drawn.filter(_calls_a_service)
             return st.one_of(calling, calling.map(_hold_an_item))
         if self.properties == ("no-data-loss",):
-            # Two thirds of the draws hold an item in flight at a gate (half of those at a
-            # parallel stage): items get lost where one is in flight while the job ends
-            # around it, at fan-in above all. The rest are drawn as they come.
-            return st.one_of(
-                drawn,
-                drawn.map(_hold_an_item),
-                drawn.filter(_has_parallel_stage).map(_hold_an_item),
-            )
+            # Three quarters of the draws hold an item in flight at a gate, two thirds of
+            # those at a parallel stage (made parallel if the draw had none): items get
+            # lost where one is in flight while the job ends around it, at fan-in above
+            # all. The rest are drawn as they come.
+            at_fan_in = drawn.map(_make_parallel).map(_hold_an_item)
+            return st.one_of(drawn, drawn.map(_hold_an_item), at_fan_in, at_fan_in)
         return drawn
 
     # -- the run -------------------------------------------------------------------
@@ -317,7 +318,7 @@ class LifecycleMachine(RuleBasedStateMachine):
         self.target, self.probes = target, probes
         if self.virtual_time and getattr(target, "virtual_time", False):
             self.clock = VirtualClock().__enter__()
-            if self.plan is not None:
+            if self.plan is not None and self.schedules:
                 # A schedule needs quiescence as a fact: only on the virtual clock.
                 self.scheduler = Scheduler(self.plan, timeout=self.deadline, forced=self.forced)
                 probes.scheduler = self.scheduler
@@ -796,6 +797,25 @@ def _calls_a_service(topology: Topology) -> bool:
 
 def _has_parallel_stage(topology: Topology) -> bool:
     return any(stage.parallelism > 1 for p in topology.pipelines for stage in p.stages)
+
+
+def _make_parallel(topology: Topology) -> Topology:
+    """The same job with a parallel stage in the first pipeline that has items: its first
+    stage at parallelism 2 at least, or a map of parallelism 2 before its sinks."""
+    if _has_parallel_stage(topology):
+        return topology
+    pipelines = list(topology.pipelines)
+    for i, p in enumerate(pipelines):
+        if p.items == 0:
+            continue
+        if p.stages:
+            first = dataclasses.replace(p.stages[0], parallelism=2)
+            stages: tuple[StageSpec, ...] = (first, *p.stages[1:])
+        else:
+            stages = (StageSpec(parallelism=2),)
+        pipelines[i] = dataclasses.replace(p, stages=stages)
+        return dataclasses.replace(topology, pipelines=tuple(pipelines))
+    return topology
 
 
 def _hold_an_item(topology: Topology) -> Topology:
