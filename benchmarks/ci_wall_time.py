@@ -1,9 +1,13 @@
 """Wall time of the ``ci`` conformance profile, side by side in one run, per target.
 
     python benchmarks/ci_wall_time.py --targets reference sage sage-flownet sage-kernel
+    python benchmarks/ci_wall_time.py --targets reference --clocks auto wall
 
 Each target runs in its own process (``sage-lifecycle --profile ci``), one after the
-other on the same machine; the verdict lines are printed with the times.
+other on the same machine; the verdict lines are printed with the times. ``--clocks``
+runs each target on each driver clock (``auto``: virtual time and schedules where the
+target declares it; ``wall``: the wall-clock quiet period, the harness before it owned
+time); a target without virtual time runs once, its ``auto`` being ``wall``.
 """
 
 from __future__ import annotations
@@ -16,12 +20,12 @@ import time
 from pathlib import Path
 
 
-def run(target: str, profile: str) -> tuple[float, int, list[str]]:
+def run(target: str, profile: str, clock: str) -> tuple[float, int, list[str]]:
     command = Path(sys.executable).with_name("sage-lifecycle")
     with tempfile.TemporaryDirectory() as cwd:  # no example database carried over
         start = time.perf_counter()
         done = subprocess.run(
-            [str(command), "--target", target, "--profile", profile],
+            [str(command), "--target", target, "--profile", profile, "--clock", clock],
             cwd=cwd,
             capture_output=True,
             text=True,
@@ -38,8 +42,16 @@ def main() -> None:
         "--targets", nargs="+", default=["reference", "sage", "sage-flownet", "sage-kernel"]
     )
     parser.add_argument("--profile", default="ci")
+    parser.add_argument("--clocks", nargs="+", default=["auto"], choices=["auto", "wall"])
     args = parser.parse_args()
-    results = [(t, *run(t, args.profile)) for t in args.targets]
+    from sage_lifecycle.target import resolve_target
+
+    results = []
+    for target in args.targets:
+        virtual = bool(getattr(resolve_target(target)(), "virtual_time", False))
+        for clock in args.clocks if virtual else args.clocks[:1]:
+            name = f"{target} --clock {clock}" if virtual else f"{target} (wall)"
+            results.append((name, *run(target, args.profile, clock)))
     for target, elapsed, code, verdict in results:
         print(f"{target}: {elapsed:7.1f} s wall, exit {code}")
         for line in verdict:

@@ -47,6 +47,19 @@ class Run:
         return {v.property for v in check(self.trace.events())}
 
 
+def submitting(env: LocalEnvironment, errors: list[BaseException]) -> threading.Thread:
+    """A harness thread (not started) that runs ``submit(autostop=True)`` and keeps what
+    it raised in ``errors``."""
+
+    def submit() -> None:
+        try:
+            env.submit(autostop=True)
+        except BaseException as exc:
+            errors.append(exc)
+
+    return threading.Thread(target=submit, name="harness-submit", daemon=True)
+
+
 def drive(
     env: LocalEnvironment,
     gates: list[Gate],
@@ -57,16 +70,9 @@ def drive(
     """Run ``submit(autostop=True)`` in a harness thread and open the gates when the wait
     has returned, ``release_when(events)`` holds, or ``hold`` seconds passed."""
     errors: list[BaseException] = []
-
-    def submit() -> None:
-        try:
-            env.submit(autostop=True)
-        except BaseException as exc:
-            errors.append(exc)
-
     trace = env.observer
     assert isinstance(trace, Trace)
-    submitter = threading.Thread(target=submit, name="harness-submit", daemon=True)
+    submitter = submitting(env, errors)
     submitter.start()
 
     def released(events: tuple[Event, ...]) -> bool:
@@ -394,16 +400,10 @@ def scheduled_last_signals(
     env.from_batch([1]).sink(lambda x: None)
     errors: list[BaseException] = []
 
-    def submit() -> None:
-        try:
-            env.submit(autostop=True)
-        except BaseException as exc:
-            errors.append(exc)
-
     def never_quiet() -> bool:
         raise AssertionError("the job never went quiescent\n" + format_thread_stacks())
 
-    submitter = threading.Thread(target=submit, name="harness-submit", daemon=True)
+    submitter = submitting(env, errors)
     with VirtualClock() as clock:
         clock.adopt(submitter)
         submitter.start()

@@ -114,6 +114,23 @@ class CleansWhenSourcesEnd(Dispatcher):
         return accepted
 
 
+def _clean_here(dispatcher: Dispatcher, runtime: ServiceRuntime) -> None:
+    """Run a service's cleanup on the calling thread, recorded, with no guard against a
+    second one; a failure is logged and collected, as the controller does."""
+    if runtime.instance is None:
+        return
+    dispatcher._record(EventKind.SERVICE_CLEANUP_BEGIN, runtime.name)
+    try:
+        runtime.instance.cleanup()
+    except Exception as exc:
+        event = dispatcher._record(
+            EventKind.SERVICE_CLEANUP_END, runtime.name, error=describe_error(exc)
+        )
+        dispatcher._add_error(exc, event)
+    else:
+        dispatcher._record(EventKind.SERVICE_CLEANUP_END, runtime.name)
+
+
 class DoubleCleanup(Dispatcher):
     """Two paths both clean the services: the last stop signal's thread and the
     controller (the race #878's fix opened when two last signals arrive together)."""
@@ -122,17 +139,7 @@ class DoubleCleanup(Dispatcher):
         accepted = super().receive_node_stop_signal(node)
         if accepted and not self.tasks:
             for runtime in self._registry.values():
-                if runtime.instance is not None:
-                    self._record(EventKind.SERVICE_CLEANUP_BEGIN, runtime.name)
-                    try:
-                        runtime.instance.cleanup()
-                    except Exception as exc:  # logged and collected, as the controller does
-                        event = self._record(
-                            EventKind.SERVICE_CLEANUP_END, runtime.name, error=describe_error(exc)
-                        )
-                        self._add_error(exc, event)
-                    else:
-                        self._record(EventKind.SERVICE_CLEANUP_END, runtime.name)
+                _clean_here(self, runtime)
         return accepted
 
 
@@ -352,26 +359,12 @@ class RacyLastStopSignal(Dispatcher):
         self.point(f"counted the stop signal of {name}")  # the lock is let go here
         if not self.tasks:  # looks last
             for runtime in reversed(list(self._registry.values())):
-                self._clean_on_this_thread(runtime)
+                runtime.cleaned = True  # the service's own thread will not clean it again
+                _clean_here(self, runtime)
             with self._cond:
                 self._batch_complete = True
                 self._cond.notify_all()
         return True
-
-    def _clean_on_this_thread(self, runtime: ServiceRuntime) -> None:
-        if runtime.instance is None:
-            return
-        runtime.cleaned = True  # the service's own thread will not clean it again
-        self._record(EventKind.SERVICE_CLEANUP_BEGIN, runtime.name)
-        try:
-            runtime.instance.cleanup()
-        except Exception as exc:
-            event = self._record(
-                EventKind.SERVICE_CLEANUP_END, runtime.name, error=describe_error(exc)
-            )
-            self._add_error(exc, event)
-        else:
-            self._record(EventKind.SERVICE_CLEANUP_END, runtime.name)
 
     def _clean_service(self, runtime: ServiceRuntime) -> None:
         # The last signal cleaned it: the controller only ends its thread and forgets it.
