@@ -8,15 +8,24 @@ joins, each with a deadline).
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
+from sage_lifecycle import EventKind, check
 from sage_lifecycle.clock import VirtualClock
 from sage_lifecycle.gates import Gate
+from sage_lifecycle.machines import LifecycleMachine, Search
+from sage_lifecycle.reference import Dispatcher
+from sage_lifecycle.report import LifecycleViolation
+from sage_lifecycle.target import ReferenceTarget, resolve_target
+from sage_lifecycle.topology import PipelineSpec, ServiceSpec, SinkSpec, Topology
+from sage_lifecycle.trace import Event
 
 LIMIT = 30.0  # every wait here has a deadline; none is reached when the clock works
 
@@ -180,3 +189,83 @@ def test_closing_the_clock_wakes_its_sleepers_and_restores_time() -> None:
     thread.join(LIMIT)
     assert time.sleep.__module__ == "time"
     assert threading.Condition.wait.__module__ == "threading"
+
+
+# -- hangs seen on owned time --------------------------------------------------------------
+
+
+class _SleepsPastItsDeadline(Dispatcher):
+    """The wait sleeps 100 s before it waits: a timer beyond the deadline."""
+
+    def wait(self, subject: str = "submit", timeout: float | None = None, **kw: Any) -> None:
+        time.sleep(100.0)
+        super().wait(subject, timeout, **kw)
+
+
+class _WaitsForever(Dispatcher):
+    """The wait blocks on an event nothing sets, with no timeout: a deadlock."""
+
+    def wait(self, subject: str = "submit", timeout: float | None = None, **kw: Any) -> None:
+        super().wait(subject, timeout, **kw)
+        threading.Event().wait()
+
+
+def _run_once(target: Callable[[], ReferenceTarget], topology: Topology) -> tuple[Event, ...]:
+    """One job on the black-box machine (5 s deadline, virtual time), its whole trace."""
+
+    class Once(LifecycleMachine):
+        pass
+
+    Once.target_factory = staticmethod(target)
+    Once.deadline = 5.0
+    Once.search = Search()
+    m = Once()
+    with contextlib.suppress(LifecycleViolation):
+        m.begin(topology)
+        m.teardown()
+    m.teardown()
+    return m.trace.events()
+
+
+def test_a_deadlock_is_reported_as_one_when_the_job_is_quiescent() -> None:
+    """Once every gate is open, each of the job's threads is blocked with nothing due:
+    the driver records the hang then, as a deadlock, instead of waiting out the
+    deadline (a job thread blocked forever would have cost the whole of it)."""
+    events = _run_once(lambda: ReferenceTarget(_WaitsForever), Topology())
+    (deadline,) = [e for e in events if e.kind is EventKind.WAIT_DEADLINE]
+    assert deadline.get("stuck") == "deadlock"
+    assert "threading.Event().wait()" in str(deadline.get("stacks"))
+    assert [v.message for v in check(events, properties=("no-hang",))] == [
+        "submit() can never return: deadlock (every thread of the job was blocked in an "
+        "untimed wait, no gate held it and no timer was due)"
+    ]
+
+
+@pytest.mark.parametrize(
+    "target",
+    [lambda: ReferenceTarget(_SleepsPastItsDeadline), resolve_target("mutant:unbalanced_counter")],
+    ids=["sleeps past its deadline", "unbalanced_counter"],
+)
+def test_a_timer_due_after_the_deadline_is_a_hang_reported_at_once(
+    target: Callable[[], ReferenceTarget],
+) -> None:
+    """unbalanced_counter never counts a failed cleanup: its wait blocks until the
+    dispatcher's own 60 s limit, after the harness's 5 s deadline."""
+    topology = Topology(services=(ServiceSpec("s0", cleanup="raises"),))
+    events = _run_once(target, topology)
+    (deadline,) = [e for e in events if e.kind is EventKind.WAIT_DEADLINE]
+    assert deadline.get("stuck") == "timer"
+    assert [v.message for v in check(events, properties=("no-hang",))] == [
+        "submit() did not return within its deadline of 5 s (every thread of the job was "
+        "blocked, no gate held it, and its next timer was due only after the deadline)"
+    ]
+
+
+def test_the_reference_is_never_taken_for_a_deadlock() -> None:
+    topology = Topology(
+        services=(ServiceSpec("s0", cleanup="raises"), ServiceSpec("s1")),
+        pipelines=(PipelineSpec(items=2, sinks=(SinkSpec(parallelism=2, calls=("s1",)),)),),
+    )
+    events = _run_once(resolve_target("reference"), topology)
+    assert [e for e in events if e.kind is EventKind.WAIT_DEADLINE] == []
+    assert check(events) == []

@@ -303,6 +303,11 @@ class VirtualClock:
     def _quiescent(self) -> bool:
         return all(w is not None and not w.done for w in self._threads.values())
 
+    def next_due(self) -> float | None:
+        """The earliest deadline of a pending virtual-time wait (``None``: none)."""
+        with self._lock:
+            return self._next_due()
+
     def _next_due(self) -> float | None:
         while self._timed and self._timed[0].done:
             heapq.heappop(self._timed)

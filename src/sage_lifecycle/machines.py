@@ -653,11 +653,18 @@ class LifecycleMachine(RuleBasedStateMachine):
 
     def _join_or_record_deadline(self, callers: list[threading.Thread]) -> bool:
         """Join the ending calls within the deadline; for each still running, record that
-        it outlived its deadline, with every thread's stack. Whether all returned."""
+        it outlived its deadline, with every thread's stack. Whether all returned.
+
+        On the virtual clock the deadline is virtual time, and a job that is quiescent
+        with no timed wait due before it (every thread blocked in an untimed wait, no
+        gate or point holds it: they are all open by now) is deadlocked: recorded at
+        once, not waited out. What the clock cannot see keeps the wall-clock deadline.
+        """
         assert self.probes is not None
         end = time.monotonic() + self.deadline
+        stuck_for = self._stuck(callers, end) if self.clock is not None else None
         for caller in callers:
-            caller.join(max(0.0, end - time.monotonic()))
+            caller.join(0.0 if stuck_for else max(0.0, end - time.monotonic()))
         open_waits = {e.seq: e for e in self.trace.events() if e.kind is EventKind.WAIT_BEGIN}
         for e in self.trace.events():
             if e.kind is EventKind.WAIT_END:
@@ -665,6 +672,7 @@ class LifecycleMachine(RuleBasedStateMachine):
         stuck = [c for c in callers if c.is_alive()]
         if stuck:
             stacks = format_thread_stacks()
+            extra: dict[str, Any] = {"stuck": stuck_for} if stuck_for else {}
             for begin in open_waits.values():
                 self.probes.record(
                     EventKind.WAIT_DEADLINE,
@@ -672,8 +680,40 @@ class LifecycleMachine(RuleBasedStateMachine):
                     begin=begin.seq,
                     deadline=self.deadline,
                     stacks=stacks,
+                    **extra,
                 )
         return not stuck
+
+    def _stuck(self, callers: list[threading.Thread], end: float) -> str | None:
+        """Run the clock until the ending calls return (``None``) or the job is known
+        to be stuck: quiescent with an ending call still blocked and no timed wait due
+        within the deadline's virtual time, because none is pending (``"deadlock"``) or
+        the next is due after it (``"timer"``). ``None`` too where the clock cannot tell
+        by ``end`` (a thread it cannot see): the wall-clock deadline decides."""
+        clock = self.clock
+        assert clock is not None
+        horizon = clock.now() + self.deadline
+        hold = self._hold()
+        while any(c.is_alive() for c in callers) and time.monotonic() < end:
+            quiet = clock.settle(
+                patience=max(0.0, horizon - clock.now()),
+                timeout=min(max(1.0, 20 * hold), max(0.0, end - time.monotonic())),
+                fallback=lambda: False,
+            )
+            if not quiet:
+                return None  # a thread the clock cannot see: the wall-clock deadline
+            if not any(c.is_alive() for c in callers):
+                return None
+            # Quiescent with nothing due: confirm it (no event for a quiet period, still
+            # quiescent), so a wake-up in flight is never taken for a deadlock.
+            self.trace.wait_idle(hold, timeout=self.deadline)
+            if clock.quiescent() and any(c.is_alive() for c in callers):
+                due = clock.next_due()
+                if due is None:
+                    return "deadlock"
+                if due > horizon:
+                    return "timer"
+        return None
 
     def teardown(self) -> None:
         if self.probes is None or self.runner is None or self._done:
@@ -889,6 +929,19 @@ class _VirtualTasks(Dispatcher):
         self.start(services, [])
 
 
+class WhiteBoxFinding(AssertionError):
+    """An invariant of the white-box machine that failed, with the property it breaks."""
+
+    def __init__(self, prop: str, message: str) -> None:
+        super().__init__(f"{prop}: {message}")
+        self.property = prop
+
+
+def _finding(prop: str, holds: bool, message: str) -> None:
+    if not holds:
+        raise WhiteBoxFinding(prop, message)
+
+
 class DispatcherMachine(RuleBasedStateMachine):
     """White-box: the reference ``Dispatcher`` under stop signals in any order.
 
@@ -981,14 +1034,31 @@ class DispatcherMachine(RuleBasedStateMachine):
         with d._cond:
             remaining = set(d.tasks)
             duplicates = d.duplicate_stop_signals
-        assert remaining == set(self.names) - self.stopped, (remaining, self.stopped)
-        assert duplicates == self.sent - len(self.stopped), (duplicates, self.sent)
+        expected = set(self.names) - self.stopped
+        _finding(
+            "no-hang",
+            remaining <= expected,
+            f"stop signals of {sorted(remaining - expected)} were sent but are not counted: "
+            "the batch can never complete",
+        )
+        _finding(
+            "no-early-return",
+            remaining >= expected,
+            f"tasks {sorted(expected - remaining)} were counted as stopped but sent no stop "
+            "signal: the batch can complete early",
+        )
+        _finding(
+            "cleanup-exactly-once",
+            duplicates == self.sent - len(self.stopped),
+            f"{self.sent - len(self.stopped)} duplicate stop signals were sent, "
+            f"{duplicates} counted as duplicates: a duplicate can complete the batch again",
+        )
         cleanups = self.trace.of_kind(EventKind.SERVICE_CLEANUP_BEGIN)
-        if cleanups:
-            assert self.stopped == set(self.names), (
-                f"cleanup began while tasks {sorted(set(self.names) - self.stopped)} "
-                "had not stopped"
-            )
+        _finding(
+            "no-use-after-cleanup",
+            not cleanups or self.stopped == set(self.names),
+            f"cleanup began while tasks {sorted(set(self.names) - self.stopped)} had not stopped",
+        )
         violations = check(self.trace.events(), complete=False)
         if violations:
             raise LifecycleViolation(format_report(violations, self.trace.events()), violations)
@@ -1001,17 +1071,31 @@ class DispatcherMachine(RuleBasedStateMachine):
             d.receive_node_stop_signal(n)
         if self.background is not None:
             self.background.join(self.deadline)
-            assert not self.background.is_alive(), format_thread_stacks()
-            assert not self.background_error, self.background_error
+            _finding(
+                "no-hang",
+                not self.background.is_alive(),
+                "stop() did not return once every task had stopped\n" + format_thread_stacks(),
+            )
+            _finding(
+                "failure-isolation",
+                not self.background_error,
+                f"stop() raised although nothing failed: {self.background_error!r}",
+            )
         else:
             d.wait("submit")
-        assert d.is_finished()
-        assert not [t for t in d.threads() if t.is_alive()]
+        _finding("no-early-return", d.is_finished(), "the wait returned before the job finished")
+        alive = [t.name for t in d.threads() if t.is_alive()]
+        _finding("no-thread-leak", not alive, f"threads still alive after the wait: {alive}")
         violations = check(self.trace.events())
         if violations:
             raise LifecycleViolation(format_report(violations, self.trace.events()), violations)
         cleaned = [e.subject for e in self.trace.of_kind(EventKind.SERVICE_CLEANUP_END)]
-        assert sorted(cleaned) == sorted(s for s in self._service_names()), cleaned
+        _finding(
+            "cleanup-exactly-once",
+            sorted(cleaned) == sorted(self._service_names()),
+            f"services constructed: {sorted(self._service_names())}; cleanups ended: "
+            f"{sorted(cleaned)}",
+        )
 
     def _service_names(self) -> list[str]:
         return [e.subject for e in self.trace.of_kind(EventKind.SERVICE_CONSTRUCT)]
@@ -1184,7 +1268,12 @@ def run_white_box(machine: type[DispatcherMachine], settings: Any) -> Outcome:
                 f"\nThis was seen in the run above; Hypothesis could not replay it reliably "
                 f"({type(exc).__name__}), so it is reported as seen."
             )
-        reason = f"{type(first).__name__}: {_first_line(str(first))}"
+        if isinstance(first, WhiteBoxFinding | LifecycleViolation):
+            reason = _first_line(str(first))
+            if isinstance(first, LifecycleViolation) and first.violations:
+                reason = f"{first.violations[0].property}: {first.violations[0].message}"
+        else:
+            reason = f"{type(first).__name__}: {_first_line(str(first))}"
         if len(leaves) > 1:
             reason += f" (and {len(leaves) - 1} more distinct failure(s))"
         return Outcome("FAIL", reason=reason, story=story)

@@ -22,11 +22,27 @@ def check(events: Sequence[Event], *, complete: bool = True) -> list[Violation]:
     for e in events:
         if e.kind is EventKind.WAIT_DEADLINE:
             begin = begins.get(int(e.get("begin", -1)))
+            if e.get("stuck") == "deadlock":
+                # Owned time saw it: every thread of the job blocked with nothing due.
+                what = (
+                    f"{e.subject}() can never return: deadlock (every thread of the job "
+                    "was blocked in an untimed wait, no gate held it and no timer was due)"
+                )
+            elif e.get("stuck") == "timer":
+                what = (
+                    f"{e.subject}() did not return within its deadline of "
+                    f"{_seconds(e.get('deadline'))} s (every thread of the job was blocked, "
+                    "no gate held it, and its next timer was due only after the deadline)"
+                )
+            else:
+                what = (
+                    f"{e.subject}() did not return within its deadline of "
+                    f"{_seconds(e.get('deadline'))} s"
+                )
             out.append(
                 violation(
                     PROPERTY,
-                    f"{e.subject}() did not return within its deadline of "
-                    f"{_seconds(e.get('deadline'))} s",
+                    what,
                     [begin, e] if begin is not None else [e],
                     detail=str(e.get("stacks", "")),
                 )
