@@ -7,6 +7,11 @@ beside two CPU-burning processes to see it under load.
 
     python benchmarks/mutant_seeds.py --runs 10
     python benchmarks/mutant_seeds.py --runs 5 stop_drops_in_flight
+    python benchmarks/mutant_seeds.py --runs 5 --same-seed
+
+``--same-seed`` runs the ``ci`` profile as it is (derandomized): every run of a mutant
+draws the same examples, so the verdicts and first-failure indexes must be identical
+from run to run, under any load; the last line says whether they were.
 """
 
 from __future__ import annotations
@@ -24,16 +29,20 @@ from sage_lifecycle.target import resolve_target
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument(
+        "--same-seed", action="store_true", help="the ci profile's own fixed seed every run"
+    )
     parser.add_argument("mutants", nargs="*", help="mutant names (default: all)")
     opts = parser.parse_args()
     register_profiles()
     ci = settings(
         settings.get_profile("ci"),
-        derandomize=False,
+        derandomize=opts.same_seed,
         phases=[Phase.explicit, Phase.reuse, Phase.generate],
         database=None,
     )
     caught = total = 0
+    differing = []
     for name in opts.mutants or sorted(MUTANTS):
         mutant = MUTANTS[name]
         runs = []
@@ -48,7 +57,11 @@ def main() -> None:
             caught += outcome.verdict == "FAIL"
             runs.append(f"{outcome.verdict}@{outcome.topologies}")
         print(f"{name:32} {mutant.breaks:22} {' '.join(runs)}", flush=True)
+        if len(set(runs)) > 1:
+            differing.append(name)
     print(f"caught in {caught} of {total} searches")
+    if opts.same_seed:
+        print(f"runs differing under the same seed: {', '.join(differing) or 'none'}")
 
 
 if __name__ == "__main__":
