@@ -281,6 +281,39 @@ def test_calls_before_cleanup_are_fine() -> None:
     assert only("no-use-after-cleanup", j.events()) == []
 
 
+def test_a_calling_task_failing_on_its_own_after_the_cleanup_began_is_caught() -> None:
+    """A call the runtime refused because the cleanup had begun shows up only as the
+    caller's own failure (no call event): it is a use after cleanup all the same. An
+    injected failure, or one of a task that does not call the service, is not."""
+    j = Job()
+    j(K.NODE_DECLARE, "p0.sink0", role="sink", ancestors=("p0.source",), calls=("db",))
+    j(K.NODE_DECLARE, "p0.sink1", role="sink", ancestors=("p0.source",), calls=())
+    j.service_up("db")
+    cleanup = j(K.SERVICE_CLEANUP_BEGIN, "db")
+    j(K.TASK_ERROR, "p0.sink0", error="InjectedFault: x", node="p0.sink0", injected=True)
+    j(K.TASK_ERROR, "p0.sink1", error="RuntimeError: y", node="p0.sink1", injected=False)
+    assert only("no-use-after-cleanup", j.events(), complete=False) == []
+    refused = j(
+        K.TASK_ERROR,
+        "p0.sink0",
+        error="ServiceUnavailableError: called db.call() after the service's cleanup began",
+        node="p0.sink0",
+        injected=False,
+    )
+    [v] = only("no-use-after-cleanup", j.events(), complete=False)
+    assert v.witnesses == (cleanup, refused)
+    assert v.message.startswith("p0.sink0, which calls db, failed after the cleanup of 'db'")
+
+
+def test_a_calling_task_failing_on_its_own_before_the_cleanup_is_no_use_after_it() -> None:
+    j = Job()
+    j(K.NODE_DECLARE, "p0.sink0", role="sink", ancestors=("p0.source",), calls=("db",))
+    j.service_up("db")
+    j(K.TASK_ERROR, "p0.sink0", error="RuntimeError: y", node="p0.sink0", injected=False)
+    j.cleanup()
+    assert only("no-use-after-cleanup", j.events()) == []
+
+
 # -- no-hang ----------------------------------------------------------------------------
 
 

@@ -61,6 +61,35 @@ def check(events: Sequence[Event], *, complete: bool = True) -> list[Violation]:
                     [e, cleanup, end],
                 )
             )
+    out += _refused_calls(events, cleanup_begin)
+    return out
+
+
+def _refused_calls(events: Sequence[Event], cleanup_begin: dict[str, Event]) -> list[Violation]:
+    """A task that calls a service failing, with an error nobody injected, after that
+    service's cleanup began: the task was still running when the cleanup began, and its
+    call was refused (or failed) because of it. The harness's probes say which failures
+    they injected (``injected``); a trace without that mark is not judged here."""
+    calls: dict[str, tuple[str, ...]] = {}
+    out: list[Violation] = []
+    for e in events:
+        if e.kind is EventKind.NODE_DECLARE:
+            calls[e.subject] = tuple(e.get("calls", ()) or ())
+        elif e.kind is EventKind.TASK_ERROR and e.get("injected") is False:
+            node = str(e.get("node", e.subject))
+            for service in calls.get(node, ()):
+                cleanup = cleanup_begin.get(service)
+                if cleanup is not None and cleanup.seq < e.seq:
+                    out.append(
+                        violation(
+                            PROPERTY,
+                            f"{node}, which calls {service}, failed after the cleanup of "
+                            f"{service!r} began ({e.error}): it was still running when the "
+                            "cleanup began",
+                            [cleanup, e],
+                        )
+                    )
+                    break
     return out
 
 
