@@ -7,7 +7,7 @@ import threading
 import pytest
 from hypothesis import find, given
 
-from sage_lifecycle.probes import ROUNDS, Probes
+from sage_lifecycle.probes import ROUNDS, InjectedFault, Probes
 from sage_lifecycle.topology import (
     PipelineSpec,
     ServiceSpec,
@@ -172,3 +172,21 @@ def test_an_unbounded_source_emits_in_rounds_parked_at_a_gate_after_each() -> No
     assert ROUNDS == 3
     assert "more:p0#2" in probes.gates
     assert not probes.gates["more:p0#2"].parked
+
+
+def test_one_failure_surfacing_at_two_places_is_reported_at_both() -> None:
+    """A failed gate raises the same exception object wherever it surfaces (the cleanup
+    it held, then the task that re-raised it): both records are matched by what the wait
+    raised, so failure-isolation never calls one of them lost."""
+    topology = Topology(services=(ServiceSpec("s0"),))
+    probes = Probes(topology, Trace(), job="j", gate_timeout=10.0)
+    fault = InjectedFault("gate cleanup:s0 failed by the driver")
+    probes.failure(EventKind.SERVICE_CLEANUP_END, "s0", fault)
+    probes.failure(EventKind.TASK_ERROR, "p0.sink0", fault, node="p0.sink0")
+    probes.failure(EventKind.TASK_ERROR, "p0.source", InjectedFault("source broke"))
+    cleanup, sink, source = (e.seq for e in probes.trace.events())
+    wrapped = RuntimeError("job failed")
+    wrapped.__cause__ = fault
+    assert probes.reported(wrapped) == (cleanup, sink)
+    assert probes.reported(RuntimeError("job failed")) == ()
+    assert probes.reported(RuntimeError("1 failure: InjectedFault: source broke")) == (source,)
