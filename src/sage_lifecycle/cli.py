@@ -25,7 +25,7 @@ __all__ = ["main"]
 _EPILOG = (
     "Arguments after '--' go to pytest unchanged, for example: "
     "sage-lifecycle --target sage -- -n 2 -x. The exit code is pytest's: 0 only when every "
-    "verdict is PASS."
+    "verdict is PASS (replaying a --schedule: when the violation did not come back)."
 )
 
 

@@ -296,8 +296,11 @@ class LifecycleMachine(RuleBasedStateMachine):
         # How a streaming job ends if no step ends it: drawn too, so a double ending is
         # as likely at teardown as in a step (always drawn: the choices keep their shape).
         self.final_ending = data.draw(self.endings(at_start=True), label="ending")
-        # Who runs next at the job's scheduling points (drawn up front, in one shape).
-        self.plan = data.draw(plans(self.pct_depth), label="schedule plan")
+        # Who runs next at the job's scheduling points (drawn up front, in one shape),
+        # where there is a schedule: on the virtual clock. Elsewhere nothing is drawn, so
+        # a wall-clock target's searches draw what they drew before schedules existed.
+        if self.virtual_time and self.schedules and getattr(target, "virtual_time", False):
+            self.plan = data.draw(plans(self.pct_depth), label="schedule plan")
         self.begin(topology, target)
 
     def begin(self, topology: Topology, target: Target | None = None) -> None:
