@@ -23,7 +23,7 @@ from sage_lifecycle.gates import Gate
 from sage_lifecycle.machines import LifecycleMachine, Search
 from sage_lifecycle.reference import Dispatcher
 from sage_lifecycle.report import LifecycleViolation
-from sage_lifecycle.target import ReferenceTarget, resolve_target
+from sage_lifecycle.target import ReferenceTarget, Target, resolve_target
 from sage_lifecycle.topology import PipelineSpec, ServiceSpec, SinkSpec, Topology
 from sage_lifecycle.trace import Event
 
@@ -210,7 +210,7 @@ class _WaitsForever(Dispatcher):
         threading.Event().wait()
 
 
-def _run_once(target: Callable[[], ReferenceTarget], topology: Topology) -> tuple[Event, ...]:
+def _run_once(target: Callable[[], Target], topology: Topology) -> tuple[Event, ...]:
     """One job on the black-box machine (5 s deadline, virtual time), its whole trace."""
 
     class Once(LifecycleMachine):
@@ -247,7 +247,7 @@ def test_a_deadlock_is_reported_as_one_when_the_job_is_quiescent() -> None:
     ids=["sleeps past its deadline", "unbalanced_counter"],
 )
 def test_a_timer_due_after_the_deadline_is_a_hang_reported_at_once(
-    target: Callable[[], ReferenceTarget],
+    target: Callable[[], Target],
 ) -> None:
     """unbalanced_counter never counts a failed cleanup: its wait blocks until the
     dispatcher's own 60 s limit, after the harness's 5 s deadline."""

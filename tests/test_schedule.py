@@ -7,7 +7,6 @@ import re
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 
 import pytest
 from hypothesis import given, settings
@@ -113,7 +112,7 @@ def test_a_bad_schedule_string_is_one_clear_error(text: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def racy_search() -> Iterator[Outcome]:
+def racy_search() -> Outcome:
     register_profiles()
     from hypothesis import settings as hsettings
 
