@@ -7,6 +7,8 @@ import re
 import subprocess
 import sys
 import threading
+from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -15,7 +17,7 @@ from hypothesis import strategies as st
 from sage_lifecycle.machines import LifecycleMachine, Outcome, run_replay, run_search
 from sage_lifecycle.profiles import register_profiles
 from sage_lifecycle.schedule import Plan, Replay, ScheduleError, Scheduler, decode, encode, plans
-from sage_lifecycle.target import resolve_target
+from sage_lifecycle.target import ReferenceTarget, resolve_target
 from sage_lifecycle.topology import topologies
 
 DEADLINE = 30.0
@@ -157,14 +159,35 @@ def test_its_schedule_string_replays_it_every_time(racy_search: Outcome) -> None
     assert (held.verdict, held.reproduced) == ("NOT REPRODUCED", (0, 3))
 
 
-def test_the_command_line_replays_a_schedule_string(racy_search: Outcome, tmp_path: object) -> None:
-    command = [sys.executable, "-m", "sage_lifecycle.cli", "--schedule", _token(racy_search)]
-    done = subprocess.run(
-        [*command, "--target", "mutant:racy_last_stop_signal", "--replays", "3"],
+def test_a_replay_whose_adapter_crashes_is_an_error_not_a_verdict(racy_search: Outcome) -> None:
+    """A run that never got to its end shows nothing about the property: ERROR, never
+    NOT REPRODUCED."""
+
+    class Broken(ReferenceTarget):
+        def build(self, probes: Any) -> None:
+            raise OSError("no route to the runtime")
+
+    machine = LifecycleMachine.for_property("cleanup-exactly-once", target_factory=Broken)
+    outcome = run_replay(machine, decode(_token(racy_search)), runs=2)
+    assert outcome.verdict == "ERROR"
+    assert "failed to build the job: OSError: no route to the runtime" in outcome.reason
+    assert "(2 of 2 replays)" in outcome.reason
+
+
+def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sage_lifecycle.cli", *args],
         capture_output=True,
         text=True,
         timeout=300,
         cwd=str(tmp_path),
+    )
+
+
+def test_the_command_line_replays_a_schedule_string(racy_search: Outcome, tmp_path: Path) -> None:
+    token = _token(racy_search)
+    done = _cli(
+        tmp_path, "--schedule", token, "--target", "mutant:racy_last_stop_signal", "--replays", "3"
     )
     assert done.returncode == 1, done.stdout + done.stderr
     assert "replay of one recorded run (cleanup-exactly-once), 3 times" in done.stdout
@@ -173,12 +196,6 @@ def test_the_command_line_replays_a_schedule_string(racy_search: Outcome, tmp_pa
         r"\(reproduced 3/3\)",
         done.stdout,
     ), done.stdout
-    held = subprocess.run(
-        [*command, "--replays", "2"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=str(tmp_path),
-    )
+    held = _cli(tmp_path, "--schedule", token, "--replays", "2")
     assert held.returncode == 0, held.stdout + held.stderr
     assert "NOT REPRODUCED" in held.stdout

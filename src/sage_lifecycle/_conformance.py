@@ -16,12 +16,15 @@ import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from . import _console
 from ._plugin import EXPIRES, TIMEOUT
+
+if TYPE_CHECKING:
+    from .schedule import Replay
 
 PLUGIN_NAME = "lifecycle-conformance"
 _VERDICT = "lifecycle_verdict"
@@ -46,7 +49,7 @@ class ConformanceSettings:
     #: PCT's depth for the schedules drawn on virtual time.
     pct_depth: int = 2
     #: One recorded run to replay (``--lifecycle-schedule``) instead of the searches.
-    replay: Any = None
+    replay: Replay | None = None
 
 
 class ConformancePlugin:

@@ -59,7 +59,10 @@ _SCHEDULE_HELP = (
     "after 'replay exactly this run:' (its topology, steps and schedule); runs it "
     "--lifecycle-replays times (default 10) and prints how often the violation came back"
 )
-_REPLAYS_HELP = "how many times --lifecycle-schedule replays its run (default: 10)"
+_REPLAYS_HELP = (
+    "how many times --lifecycle-schedule replays its run, and a search replays a "
+    "violation Hypothesis could not reproduce (default: 10)"
+)
 PCT_DEPTHS = range(1, 6)
 _MARKER = (
     "lifecycle(*, deadline=None, properties=None, dispatcher=None): run this test's "

@@ -614,7 +614,7 @@ class LifecycleMachine(RuleBasedStateMachine):
             )
         search.count(violations, exercised=True)
         raise LifecycleViolation(
-            story + _REPLAY_HINT + "run the same command again (the ci profile draws the same "
+            story + "\n\nreplay: run the same command again (the ci profile draws the same "
             "topologies; other profiles replay from Hypothesis's example database), or pin "
             "it with the @reproduce_failure line below",
             violations,
@@ -880,9 +880,6 @@ def _hold_an_item(topology: Topology) -> Topology:
             pipelines[i] = dataclasses.replace(p, sinks=sinks)
         return dataclasses.replace(topology, pipelines=tuple(pipelines))
     return topology
-
-
-_REPLAY_HINT = "\n\nreplay: "
 
 
 def _abandoned() -> bool:
@@ -1302,36 +1299,58 @@ def run_replay(machine: type[LifecycleMachine], run: Replay, *, runs: int) -> Ou
     target: FAIL with the story of the first run that showed the violation and how often
     it did, or NOT REPRODUCED (the property held on every replay of this one run; that is
     no search, so never a PASS)."""
-    hits, shown = _replay_runs(machine, run, {run.property}, runs)
+    hits, shown, crashed, departed = _replay_runs(machine, run, {run.property}, runs)
     rate = f"reproduced {hits}/{runs}"
+    notes = ""
+    if departed:
+        notes += (
+            f" In {departed} of them the run departed from the recorded decisions (a point "
+            "they name was not reached), and the plan decided from there."
+        )
+    if crashed:
+        notes += (
+            f" {len(crashed)} of them ended in the harness or the adapter: "
+            f"{type(crashed[0]).__name__}: {_first_line(str(crashed[0]))}."
+        )
     if shown is not None:
-        # The story without the search's advice on how to replay: this is the replay.
-        story = str(shown).split(_REPLAY_HINT, 1)[0]
         return Outcome(
             "FAIL",
             runs,
             runs,
             reason=f"{shown.violations[0].message} ({rate})",
-            story=f"{story}\n\nReplayed this one run {runs} times: {rate}.",
+            story=f"{shown.story}\n\nReplayed this one run {runs} times: {rate}.{notes}",
             reproduced=(hits, runs),
             violations=shown.violations,
+        )
+    if crashed:
+        # A run that never got to its end shows nothing about the property.
+        return Outcome(
+            "ERROR",
+            runs,
+            0,
+            reason=f"{type(crashed[0]).__name__}: {_first_line(str(crashed[0]))} "
+            f"({len(crashed)} of {runs} replays)",
+            story=_traceback(crashed[0]) + notes,
         )
     return Outcome(
         "NOT REPRODUCED",
         runs,
         runs,
-        reason=f"{run.property} held on every replay of this run ({rate})",
+        reason=f"{run.property} held on every replay of this run ({rate}){notes}",
         reproduced=(0, runs),
     )
 
 
 def _replay_runs(
     machine: type[LifecycleMachine], run: Replay, wanted: set[str], runs: int
-) -> tuple[int, LifecycleViolation | None]:
-    """How many of ``runs`` replays showed a violation of ``wanted``, and the first."""
-    quiet = type(f"{machine.__name__}_Replay", (machine,), {"search": Search()})
-    hits = 0
-    first: LifecycleViolation | None = None
+) -> tuple[int, Failure | None, list[Exception], int]:
+    """How many of ``runs`` replays showed a violation of ``wanted``, the first of them,
+    what the runs that crashed raised, and how many departed from the decisions."""
+    search = Search()
+    quiet = type(f"{machine.__name__}_Replay", (machine,), {"search": search})
+    hits = departed = 0
+    first: Failure | None = None
+    crashed: list[Exception] = []
     for _ in range(runs):
         m = quiet()
         m.plan, m.forced = run.plan, run.decisions if run.plan is not None else None
@@ -1351,19 +1370,24 @@ def _replay_runs(
                 m.contract_holds_so_far()
         except LifecycleViolation as exc:
             seen.append(exc)
-        except Exception:  # an adapter that crashed on replay: not a reproduction
-            pass
+        except Exception as exc:  # an adapter that crashed on replay: not a reproduction
+            crashed.append(exc)
         try:
             m.teardown()
         except LifecycleViolation as exc:
             seen.append(exc)
-        except Exception:
-            pass
-        shown = [e for e in seen if {v.property for v in e.violations} & wanted]
-        if shown:
+        except Exception as exc:
+            crashed.append(exc)
+        departed += bool(m.scheduler is not None and m.scheduler.departed)
+        if any({v.property for v in e.violations} & wanted for e in seen):
             hits += 1
-            first = first or shown[0]
-    return hits, first
+            if first is None:
+                # The run's own story, as the search records it (without its advice on
+                # how to replay: this is the replay).
+                first = next(
+                    f for f in search.failures if {v.property for v in f.violations} & wanted
+                )
+    return hits, first, crashed, departed
 
 
 def check_topology(

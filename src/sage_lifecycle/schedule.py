@@ -163,11 +163,7 @@ class Scheduler:
             return self._labels()
 
     def _labels(self) -> list[str]:
-        return sorted(p.label for p in self._parked if not p.go.is_set())
-
-    @property
-    def closed(self) -> bool:
-        return not self._on
+        return sorted(p.label for p in self._parked)
 
     def wait_until(self, predicate: Callable[[list[str]], bool], timeout: float) -> bool:
         """Block until ``predicate(labels parked)`` holds or the scheduler is closed,
@@ -183,7 +179,7 @@ class Scheduler:
         if none is parked there."""
         with self._lock:
             chosen = next((p for p in self._parked if p.label == label), None)
-            if chosen is None or chosen.go.is_set():
+            if chosen is None:
                 return False
             self._parked.remove(chosen)
             self.decisions.append(label)
@@ -194,7 +190,8 @@ class Scheduler:
         """Release one parked thread, as the plan (or the forced schedule) decides;
         return its point's label (``None``: nothing was parked)."""
         with self._lock:
-            parked = sorted((p for p in self._parked if not p.go.is_set()), key=lambda p: p.label)
+            # A released thread leaves the list before it is let go: all here still wait.
+            parked = sorted(self._parked, key=lambda p: p.label)
             if not parked:
                 return None
             chosen = self._choose(parked)
