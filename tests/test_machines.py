@@ -20,11 +20,12 @@ from sage_lifecycle.machines import (
     stats,
 )
 from sage_lifecycle.mutants import MUTANTS
+from sage_lifecycle.probes import Probes
 from sage_lifecycle.reference import Dispatcher
 from sage_lifecycle.report import LifecycleViolation
 from sage_lifecycle.target import ReferenceTarget, resolve_target
-from sage_lifecycle.topology import PipelineSpec, ServiceSpec, StageSpec, Topology
-from sage_lifecycle.trace import EventKind
+from sage_lifecycle.topology import RANKS, PipelineSpec, ServiceSpec, SinkSpec, StageSpec, Topology
+from sage_lifecycle.trace import EventKind, Trace
 
 NO_SHRINK = [Phase.explicit, Phase.reuse, Phase.generate]
 
@@ -53,25 +54,177 @@ def test_reference_dispatcher_passes_the_white_box_machine() -> None:
     run_state_machine_as_test(DispatcherMachine, settings=settings(database=None))
 
 
+#: Each mutant's minimal counterexample: the topology (as ``describe()`` prints it) and the
+#: steps its ``ci`` search shrinks to. A regression in shrinking, or in the draws that
+#: feed it, changes one of these.
+MINIMAL: dict[str, tuple[tuple[str, ...], tuple[tuple[str, str], ...]]] = {
+    "cleans_when_sources_end": (
+        (
+            "service s0: setup ok, cleanup ok",
+            "pipeline 0: source(1 items) -> map(gated on #0) -> sink(calls s0)",
+        ),
+        (("open", "end:p0"), ("open", "item:p0.stage0#0")),
+    ),
+    "cleanup_after_first_pipeline": (
+        (
+            "service s0: setup ok, cleanup ok",
+            "pipeline 0: source(1 items) -> map(gated on #0) -> sink(calls s0)",
+            "pipeline 1: source(1 items) -> sink()",
+        ),
+        (("open", "end:p1"), ("open", "item:p0.stage0#0")),
+    ),
+    "cleanup_stops_at_first_failure": (
+        (
+            "service s0: setup ok, cleanup ok",
+            "service s1: setup ok, cleanup ok",
+            "pipeline 0: source(1 items) -> sink()",
+        ),
+        (("fail", "end:p0"), ("fail", "cleanup:s1")),
+    ),
+    "double_cleanup": (
+        (
+            "service s0: setup ok, cleanup ok",
+            "pipeline 0: source(1 items) -> sink()",
+        ),
+        (("open", "end:p0"), ("open", "cleanup:s0")),
+    ),
+    "ending_twice_cleans_twice": (
+        (
+            "mode: streaming (ended by the driver's stop or close)",
+            "service s0: setup ok, cleanup ok",
+            "pipeline 0: source(1 items) -> sink()",
+        ),
+        (("open", "end:p0"), ("open", "cleanup:s0"), ("end", "stop twice at once")),
+    ),
+    "joins_cleanup_briefly": (
+        (
+            "service s0: setup ok, cleanup ok",
+            "pipeline 0: source(1 items) -> sink()",
+        ),
+        (("open", "end:p0"),),
+    ),
+    "lost_errors": (
+        (
+            "service s0: setup ok, cleanup raises",
+            "pipeline 0: source(1 items) -> sink()",
+        ),
+        (),
+    ),
+    "pre_878": (
+        (
+            "service s0: setup ok, cleanup ok",
+            "pipeline 0: source(1 items) -> sink()",
+        ),
+        (("open", "end:p0"),),
+    ),
+    "racy_last_stop_signal": (
+        (
+            "service s0: setup ok, cleanup ok",
+            "pipeline 0: source(1 items) -> sink()",
+        ),
+        (("open", "end:p0"),),
+    ),
+    "services_cleared_early": (
+        (
+            "service s0: setup ok, cleanup ok",
+            "pipeline 0: source(1 items) -> sink()",
+        ),
+        (("open", "end:p0"),),
+    ),
+    "skips_failed_setup_cleanup": (
+        (
+            "service s0: setup raises, cleanup ok",
+            "pipeline 0: source(1 items) -> sink()",
+        ),
+        (),
+    ),
+    "sleeps_for_cleanups": (
+        (
+            "service s0: setup ok, cleanup ok",
+            "pipeline 0: source(1 items) -> sink()",
+        ),
+        (("open", "end:p0"),),
+    ),
+    "stop_drops_in_flight": (
+        (
+            "mode: streaming (ended by the driver's stop or close)",
+            "pipeline 0: source(1 items) -> map(x2; gated on #0) -> sink()",
+        ),
+        (("end", "stop"), ("open", "end:p0"), ("open", "item:p0.stage0#0")),
+    ),
+    "stop_joins_sources_only": (
+        (
+            "mode: streaming (ended by the driver's stop or close)",
+            "service s0: setup ok, cleanup ok",
+            "pipeline 0: source(1 items) -> sink()",
+        ),
+        (("end", "stop"), ("open", "end:p0")),
+    ),
+    "stops_at_first_signal": (
+        ("pipeline 0: source(1 items) -> map(x2; gated on #0) -> sink()",),
+        (("open", "end:p0"), ("open", "item:p0.stage0#0")),
+    ),
+    "unbalanced_counter": (
+        (
+            "service s0: setup ok, cleanup raises",
+            "pipeline 0: source(1 items) -> sink()",
+        ),
+        (("open", "end:p0"),),
+    ),
+    "unjoined_service_thread": (
+        (
+            "service s0: setup ok, cleanup ok",
+            "pipeline 0: source(1 items) -> sink()",
+        ),
+        (("open", "end:p0"),),
+    ),
+    "wait_on_is_running": (
+        (
+            "service s0: setup ok, cleanup ok",
+            "pipeline 0: source(1 items) -> sink()",
+        ),
+        (("open", "end:p0"),),
+    ),
+    "wait_on_sources": (
+        (
+            "service s0: setup ok, cleanup ok",
+            "pipeline 0: source(1 items) -> sink()",
+        ),
+        (("open", "end:p0"),),
+    ),
+    "wait_on_tasks": (
+        (
+            "service s0: setup ok, cleanup ok",
+            "pipeline 0: source(1 items) -> sink()",
+        ),
+        (("open", "end:p0"),),
+    ),
+}
+
+
 @pytest.mark.parametrize("name", sorted(MUTANTS))
-def test_every_mutant_is_caught_by_the_property_it_breaks(name: str) -> None:
-    """The conformance search for the mutant's property FAILs with its own story; a
-    violation that a loaded machine cannot replay is still a FAIL, never a Flaky error."""
+def test_every_mutant_is_caught_and_shrinks_to_its_minimal_counterexample(name: str) -> None:
+    """The conformance search for the mutant's property FAILs with its own story, on the
+    smallest job that shows the bug: the one pinned in :data:`MINIMAL`."""
     mutant = MUTANTS[name]
-    # A hang is a bug here: a short deadline finds it quickly. No false alarm is possible
-    # because every mutant is buggy; the reference's suite uses the generous default.
+    # A hang is a bug here: a short deadline finds it quickly (on owned time the
+    # deadlock is seen at once anyway). No false alarm is possible because every mutant
+    # is buggy; the reference's suite uses the generous default.
     machine = LifecycleMachine.for_property(
         mutant.breaks,
         target_factory=resolve_target(f"mutant:{name}"),
         deadline=2.0 if mutant.breaks == "no-hang" else 30.0,
     )
     # Always the ci profile (derandomized, 100 topologies a search), whatever profile is
-    # loaded: CI must see the same draws.
-    ci = settings(settings.get_profile("ci"), phases=NO_SHRINK, database=None)
+    # loaded: CI must see the same draws, and the same shrinking.
+    ci = settings(settings.get_profile("ci"), database=None)
     outcome = run_search(machine, ci, replays=3)
     assert outcome.verdict == "FAIL", outcome
     assert {v.property for v in outcome.violations} == {mutant.breaks}
     assert f"{mutant.breaks} [job mutant:{name}#" in outcome.story
+    assert outcome.failure is not None
+    shrunk = (tuple(outcome.failure.topology.describe().splitlines()), outcome.failure.schedule)
+    assert shrunk == MINIMAL[name], f"{name} shrank to {shrunk}"
 
 
 def test_a_correct_wait_that_leaks_a_failed_setup_service_is_not_an_early_return() -> None:
@@ -144,6 +297,85 @@ def test_an_adapter_crash_hypothesis_cannot_replay_is_an_error_named_as_itself()
     ), outcome.reason
     assert outcome.reason.endswith("(in one run; Hypothesis could not make it happen again)")
     assert "Flaky" not in outcome.reason
+
+
+class _DropsServiceCalls(Dispatcher):
+    """Every service call fails on its own: the runtime's link to the service drops."""
+
+    def call_service(self, caller: str, name: str, *args: Any, **kwargs: Any) -> Any:
+        raise ConnectionResetError(f"link to {name} dropped")
+
+
+def _drops_service_calls() -> ReferenceTarget:
+    return ReferenceTarget(_DropsServiceCalls)
+
+
+def test_a_failure_nobody_injected_and_nothing_explains_is_no_pass() -> None:
+    """A sink's call fails on its own after the sink took its item: no item is lost, no
+    cleanup is late; the error is still the target's, so the search gives no PASS but an
+    unexplained failure with its story, whichever property it searches."""
+    topology = Topology(
+        (ServiceSpec("s0"),), (PipelineSpec(items=1, sinks=(SinkSpec(calls=("s0",)),)),)
+    )
+    for prop in ("no-hang", "failure-isolation"):
+        machine = LifecycleMachine.for_property(prop, target_factory=_drops_service_calls)
+        machine.topologies = lambda self: st.just(topology)  # type: ignore[method-assign]
+        outcome = run_search(machine, settings(max_examples=3, database=None))
+        assert outcome.verdict == "ERROR", outcome
+        assert outcome.reason == (
+            "unexplained failure: p0.sink0 failed with ConnectionResetError: link to s0 "
+            "dropped, which nobody injected and no property of the contract explains"
+        )
+        assert ">> " in outcome.story
+        assert "task.error" in outcome.story
+        assert "pipeline 0: source(1 items) -> sink(calls s0)" in outcome.story
+
+
+def test_a_failure_nobody_injected_is_evidence_for_the_property_it_shows() -> None:
+    """The same error at a stage loses the item behind it: no-data-loss FAILs naming the
+    error, and the no-hang search, which that error does not concern, PASSes."""
+    topology = Topology(
+        (ServiceSpec("s0"),), (PipelineSpec(items=1, stages=(StageSpec(calls=("s0",)),)),)
+    )
+    outcomes = {}
+    for prop in ("no-data-loss", "no-hang"):
+        machine = LifecycleMachine.for_property(
+            prop, target_factory=_drops_service_calls, gate_faults=False
+        )
+        machine.topologies = lambda self: st.just(topology)  # type: ignore[method-assign]
+        outcomes[prop] = run_search(machine, settings(max_examples=3, database=None))
+    assert outcomes["no-data-loss"].verdict == "FAIL", outcomes["no-data-loss"]
+    assert outcomes["no-data-loss"].reason.endswith(
+        "after 'p0.stage0' failed with ConnectionResetError: link to s0 dropped, which "
+        "nobody injected"
+    )
+    assert outcomes["no-hang"].verdict == "PASS", outcomes["no-hang"]
+
+
+def test_a_step_reaches_the_same_gate_when_an_unrelated_pipeline_is_deleted() -> None:
+    """Shrinking deletes parts: the pipeline kept is renamed (p1 becomes p0), but every
+    step that reached one of its gates, or the service's, reaches the same one after."""
+    kept = PipelineSpec(items=2, sinks=(SinkSpec(gated_on=1, rank=9),), rank=4)
+    other = PipelineSpec(items=1, sinks=(SinkSpec(gated_on=0, rank=6),), rank=1)
+    service = ServiceSpec("s0", rank=12)
+    before = Topology((service,), (other, kept))
+    after = Topology((service,), (kept,))
+
+    def reached(topology: Topology) -> list[str | None]:
+        machine = LifecycleMachine()
+        machine.probes = Probes(topology, Trace(), job="j#1", gate_timeout=1.0)
+        everything = sorted(machine.probes.gates)  # every gate parked at once
+        machine._parked_gates = lambda: everything  # type: ignore[method-assign]
+        return [machine.gate_at(rank) for rank in range(RANKS)]
+
+    renamed = {"end:p1": "end:p0", "item:p1.sink0#1": "item:p0.sink0#1", "cleanup:s0": "cleanup:s0"}
+    steps_before, steps_after = reached(before), reached(after)
+    compared = 0
+    for rank, gate in enumerate(steps_before):
+        if gate in renamed:
+            assert steps_after[rank] == renamed[gate], (rank, gate, steps_after[rank])
+            compared += 1
+    assert compared == 9  # ranks 2-4, 7-9 and 10-12: the kept pipeline's gates, the service's
 
 
 def test_a_search_that_never_exercised_its_property_is_not_a_pass() -> None:

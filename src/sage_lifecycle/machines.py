@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import itertools
 import sys
 import threading
 import time
 import traceback
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -52,11 +53,11 @@ from .contract import PROPERTIES, Violation, check
 from .probes import InjectedFault, Probes
 from .reference import BaseService, Dispatcher, JobHangError
 from .reference.dispatcher import ServiceSpec as RuntimeServiceSpec
-from .report import LifecycleViolation, format_report
+from .report import LifecycleViolation, format_report, format_timeline
 from .schedule import Plan, Replay, Scheduler, encode, plans
 from .target import ReferenceTarget, Target
-from .topology import StageSpec, Topology, topologies
-from .trace import EventKind, Trace
+from .topology import RANKS, StageSpec, Topology, topologies
+from .trace import Event, EventKind, Trace
 
 __all__ = [
     "ENDINGS",
@@ -269,20 +270,7 @@ class LifecycleMachine(RuleBasedStateMachine):
         others cannot put it to the test), and one for ``no-data-loss`` draws half its
         jobs with a parallel stage: the budget is spent where the bugs are.
         """
-        drawn = topologies(modes=self.modes)
-        if self.properties == ("no-use-after-cleanup",):
-            # Jobs that call a service, half of them with an item held in flight: a call
-            # after the cleanup comes from work still under way when the cleanup began.
-            calling = drawn.filter(_calls_a_service)
-            return st.one_of(calling, calling.map(_hold_an_item))
-        if self.properties == ("no-data-loss",):
-            # Three quarters of the draws hold an item in flight at a gate, two thirds of
-            # those at a parallel stage (made parallel if the draw had none): items get
-            # lost where one is in flight while the job ends around it, at fan-in above
-            # all. The rest are drawn as they come.
-            at_fan_in = drawn.map(_make_parallel).map(_hold_an_item)
-            return st.one_of(drawn, drawn.map(_hold_an_item), at_fan_in, at_fan_in)
-        return drawn
+        return _search_topologies(self.properties, self.modes)
 
     # -- the run -------------------------------------------------------------------
     @initialize(data=st.data())
@@ -445,12 +433,7 @@ class LifecycleMachine(RuleBasedStateMachine):
     def endings(self, *, at_start: bool = False) -> Any:
         """The strategy for how a streaming job ends: one of ``ENDINGS``, or, drawn at the
         start, ``AT_ONCE`` too (else the ending at teardown if no step ends the job)."""
-        endings = st.sampled_from((*ENDINGS, AT_ONCE) if at_start else ENDINGS)
-        if self.properties == ("cleanup-exactly-once",):
-            # "Exactly once" is put to the test by ending a job twice: half the endings
-            # its search draws make two ending calls.
-            return st.one_of(endings, st.sampled_from(TWICE))
-        return endings
+        return _endings(self.properties == ("cleanup-exactly-once",), at_start)
 
     @precondition(lambda self: self._can_end())
     @rule(data=st.data())
@@ -542,26 +525,41 @@ class LifecycleMachine(RuleBasedStateMachine):
             _check_time(self.expires)
             settle()
 
-    # The draws below have the same shape whatever the job is doing (an index, not a
-    # choice among the gates parked right now), so a slow machine cannot make Hypothesis
-    # see "inconsistent data generation"; which gate the index picks is recorded and
-    # noted for the failure report.
-    @rule(choice=st.integers(0, 7))
-    def open_gate(self, choice: int) -> None:
-        """Open one of the gates a thread is parked at (if any), then let the job settle."""
-        self._act(choice, fail=False)
+    # The draws below have the same shape whatever the job is doing (a rank, not a choice
+    # among the gates parked right now), so a slow machine cannot make Hypothesis see
+    # "inconsistent data generation"; which gate the rank reaches is recorded and noted
+    # for the failure report.
+    @rule(rank=st.integers(0, RANKS - 1))
+    def open_gate(self, rank: int) -> None:
+        """Open a gate a thread is parked at (if any; see :meth:`gate_at`), then let the
+        job settle."""
+        self._act(rank, fail=False)
 
     @precondition(lambda self: self.gate_faults and self.gate_faults_here)
-    @rule(choice=st.integers(0, 7))
-    def fail_gate(self, choice: int) -> None:
-        """Fail one of the parked gates: the parked code raises there (an injected fault)."""
-        self._act(choice, fail=True)
+    @rule(rank=st.integers(0, RANKS - 1))
+    def fail_gate(self, rank: int) -> None:
+        """Fail a parked gate (see :meth:`gate_at`): the parked code raises there (an
+        injected fault)."""
+        self._act(rank, fail=True)
 
-    def _act(self, choice: int, *, fail: bool) -> None:
-        parked = self._parked_gates()
-        if not parked or self.probes is None:
-            return
-        self.act_on(parked[choice % len(parked)], fail=fail)
+    def gate_at(self, rank: int) -> str | None:
+        """The parked gate a step naming ``rank`` reaches: the first, in (rank, name)
+        order, whose rank is ``rank`` or more; past the highest, the first of all.
+
+        A gate's rank is its owner's in the topology (drawn with the part), so deleting
+        an unrelated service or pipeline changes neither which gate a step reaches nor,
+        with it, the schedule of the rest of the job.
+        """
+        if self.probes is None:
+            return None
+        ranks = self.probes.ranks
+        parked = sorted(self._parked_gates(), key=lambda name: (ranks.get(name, 0), name))
+        return next((g for g in parked if ranks.get(g, 0) >= rank), parked[0] if parked else None)
+
+    def _act(self, rank: int, *, fail: bool) -> None:
+        gate = self.gate_at(rank)
+        if gate is not None:
+            self.act_on(gate, fail=fail)
 
     def act_on(self, name: str, *, fail: bool) -> None:
         """Open (or fail) gate ``name`` if a thread is parked there, then let the job settle."""
@@ -820,16 +818,96 @@ class LifecycleMachine(RuleBasedStateMachine):
             )
 
     def _check_unexplained(self) -> None:
-        """A wait that raised although nothing it raised was an injected failure."""
+        """Failures nobody injected are evidence, never an excuse.
+
+        Each error a task raised on its own must be one a property of the contract
+        attributes (a violation's witness: a call refused because its service's cleanup
+        began while the task still ran), or follow from an injected failure (the task
+        calls a service whose setup was made to fail). A wait that raised must carry a
+        recorded failure, matched by the failure's identity (or its text, for runtimes
+        that re-wrap errors). Anything else is an unexplained failure: no verdict, but
+        the story of the run that showed it.
+        """
         assert self.probes is not None
-        if self.raised is None or isinstance(self.raised, JobHangError):
+        events = self.trace.events()
+        loose = unexplained_errors(events)
+        raised = self.raised
+        carried = self.probes.reported(raised) if raised is not None else ()
+        if raised is not None and not isinstance(raised, JobHangError) and not carried:
+            what = (
+                f"the wait raised {type(raised).__name__}: {raised}, which carries none of "
+                "the failures recorded in the job (none the harness injected, none a task "
+                "raised)"
+            )
+        elif loose:
+            first = loose[0]
+            what = (
+                f"{first.subject} failed with {first.error}, which nobody injected and no "
+                "property of the contract explains"
+                + (f" (and {len(loose) - 1} more such failure(s))" if len(loose) > 1 else "")
+            )
+        else:
             return
-        if not self.probes.reported(self.raised):
-            raise HarnessError(
-                f"the wait raised {type(self.raised).__name__}: {self.raised}, which carries "
-                "none of the failures the harness injected:\n"
-                f"{self.probes.topology.describe()}"
-            ) from self.raised
+        marks = {e.seq for e in loose}
+        raise HarnessError(
+            f"unexplained failure: {what}\n\ntimeline ({len(events)} events, >> marks the "
+            f"unexplained failures):\n{format_timeline(events, highlight=marks)}\n\n"
+            f"topology:\n{self.probes.topology.describe()}\n"
+            f"schedule: {format_schedule(self.schedule)}"
+        ) from raised
+
+
+def unexplained_errors(events: Sequence[Event]) -> list[Event]:
+    """The task errors in ``events`` that nobody injected and nothing explains: not a
+    witness of any violation of the contract, and not at a node that calls a service
+    whose setup was made to fail."""
+    attributed = {seq for v in check(events) for seq in v.seqs}
+    calls = {
+        e.subject: set(e.get("calls", ()) or ()) for e in events if e.kind is EventKind.NODE_DECLARE
+    }
+    broken = {
+        e.subject
+        for e in events
+        if e.kind is EventKind.SERVICE_SETUP_END and e.error and e.get("injected", True)
+    }
+    return [
+        e
+        for e in events
+        if e.kind is EventKind.TASK_ERROR
+        and e.get("injected") is False
+        and e.seq not in attributed
+        and not broken & calls.get(str(e.get("node", e.subject)), set())
+    ]
+
+
+@functools.cache
+def _endings(twice: bool, at_start: bool) -> Any:
+    endings = st.sampled_from((*ENDINGS, AT_ONCE) if at_start else ENDINGS)
+    if twice:
+        # "Exactly once" is put to the test by ending a job twice: half the endings its
+        # search draws make two ending calls.
+        return st.one_of(endings, st.sampled_from(TWICE))
+    return endings
+
+
+@functools.lru_cache(maxsize=64)
+def _search_topologies(properties: tuple[str, ...] | None, modes: tuple[str, ...]) -> Any:
+    """The strategy :meth:`LifecycleMachine.topologies` draws from, built once per
+    search shape (a strategy rebuilt for every example cost more than its draw)."""
+    drawn = topologies(modes=modes)
+    if properties == ("no-use-after-cleanup",):
+        # Jobs that call a service, half of them with an item held in flight: a call
+        # after the cleanup comes from work still under way when the cleanup began.
+        calling = drawn.filter(_calls_a_service)
+        return st.one_of(calling, calling.map(_hold_an_item))
+    if properties == ("no-data-loss",):
+        # Three quarters of the draws hold an item in flight at a gate, two thirds of
+        # those at a parallel stage (made parallel if the draw had none): items get lost
+        # where one is in flight while the job ends around it, at fan-in above all. The
+        # rest are drawn as they come.
+        at_fan_in = drawn.map(_make_parallel).map(_hold_an_item)
+        return st.one_of(drawn, drawn.map(_hold_an_item), at_fan_in, at_fan_in)
+    return drawn
 
 
 def _calls_a_service(topology: Topology) -> bool:

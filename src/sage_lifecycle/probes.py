@@ -18,6 +18,7 @@ Example (inside an adapter)::
 from __future__ import annotations
 
 import functools
+import itertools
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -97,23 +98,34 @@ class Probes:
         # surface at several places (a setup error raised again in the task that called
         # the service), and each of them is matched against what the wait raised.
         self._errors: dict[int, tuple[BaseException, list[int]]] = {}
+        #: Each gate's rank: its owner's (see :class:`~sage_lifecycle.topology.Topology`).
+        self.ranks: dict[str, int] = {}
+        position = itertools.count()
+
+        def rank(part: Any) -> int:
+            here = next(position)
+            return here if part.rank is None else int(part.rank)
+
+        service_ranks = [rank(s) for s in topology.services]
         self.services = {s.name: ServiceProbe(self, s) for s in topology.services}
         self.sources: list[SourceProbe] = []
         self.stages: list[list[StageProbe]] = []
         self.sinks: list[list[SinkProbe]] = []
         for i, p in enumerate(topology.pipelines):
-            source = SourceProbe(self, i, p)
+            source = SourceProbe(self, i, p, rank(p))
             self.sources.append(source)
             upstream: tuple[str, ...] = (source.node,)
             stages = []
             for j, st in enumerate(p.stages):
-                stage = StageProbe(self, i, j, st, upstream)
+                stage = StageProbe(self, i, j, st, upstream, rank(st))
                 stages.append(stage)
                 upstream = (stage.node, *upstream)
             self.stages.append(stages)
-            self.sinks.append([SinkProbe(self, i, j, sk, upstream) for j, sk in enumerate(p.sinks)])
-        for s in self.topology.services:
-            self._gate(f"cleanup:{s.name}")
+            self.sinks.append(
+                [SinkProbe(self, i, j, sk, upstream, rank(sk)) for j, sk in enumerate(p.sinks)]
+            )
+        for s, r in zip(self.topology.services, service_ranks, strict=True):
+            self._gate(f"cleanup:{s.name}", r)
 
     def declare(self) -> None:
         """Record the job's nodes (roles and ancestors) before the runtime starts."""
@@ -176,10 +188,11 @@ class Probes:
         return tuple(sorted(found))
 
     # -- gates ---------------------------------------------------------------------
-    def _gate(self, name: str) -> Gate:
+    def _gate(self, name: str, rank: int) -> Gate:
         gate = self.gates.get(name)
         if gate is None:
             gate = self.gates[name] = Gate(name, timeout=self.gate_timeout)
+            self.ranks[name] = rank
         return gate
 
     def point(self, label: str) -> None:
@@ -277,17 +290,17 @@ class SourceProbe(_TaskProbe):
     ("nothing now") on every call; ``ended`` stays false.
     """
 
-    def __init__(self, probes: Probes, index: int, spec: PipelineSpec) -> None:
+    def __init__(self, probes: Probes, index: int, spec: PipelineSpec, rank: int) -> None:
         super().__init__(probes)
         self.spec = spec
         self.index = index
         self.node = f"p{index}.source"
         self._next = 0
         self._parked = 0  # rounds ended at their gate
-        probes._gate(f"end:p{index}")
+        probes._gate(f"end:p{index}", rank)
         if spec.unbounded:
             for r in range(1, ROUNDS):
-                probes._gate(f"more:p{index}#{r}")
+                probes._gate(f"more:p{index}#{r}", rank)
 
     @property
     def ended(self) -> bool:
@@ -323,14 +336,19 @@ class _ItemProbe(_TaskProbe):
     """A stage or sink: one node, its ancestors, and maybe a gate on one item."""
 
     def __init__(
-        self, probes: Probes, node: str, ancestors: tuple[str, ...], gated_on: int | None
+        self,
+        probes: Probes,
+        node: str,
+        ancestors: tuple[str, ...],
+        gated_on: int | None,
+        rank: int,
     ) -> None:
         super().__init__(probes)
         self.node = node
         self.ancestors = ancestors
         self.gated_on = gated_on
         if gated_on is not None:
-            probes._gate(f"item:{node}#{gated_on}")
+            probes._gate(f"item:{node}#{gated_on}", rank)
 
     def _park_if_gated(self, item: str) -> int:
         """Take ``item`` (a scheduling point: the hand-over from upstream), and park at
@@ -346,9 +364,15 @@ class StageProbe(_ItemProbe):
     """A map (returns the item) or filter (keeps even indexes) that may call, park or fail."""
 
     def __init__(
-        self, probes: Probes, pipeline: int, index: int, spec: StageSpec, ancestors: tuple[str, ...]
+        self,
+        probes: Probes,
+        pipeline: int,
+        index: int,
+        spec: StageSpec,
+        ancestors: tuple[str, ...],
+        rank: int,
     ) -> None:
-        super().__init__(probes, f"p{pipeline}.stage{index}", ancestors, spec.gated_on)
+        super().__init__(probes, f"p{pipeline}.stage{index}", ancestors, spec.gated_on, rank)
         self.spec = spec
 
     def process(self, item: str, call: CallService) -> Any:
@@ -371,9 +395,15 @@ class SinkProbe(_ItemProbe):
     """A sink that may park on one item, records what reached it, and calls services."""
 
     def __init__(
-        self, probes: Probes, pipeline: int, index: int, spec: SinkSpec, ancestors: tuple[str, ...]
+        self,
+        probes: Probes,
+        pipeline: int,
+        index: int,
+        spec: SinkSpec,
+        ancestors: tuple[str, ...],
+        rank: int,
     ) -> None:
-        super().__init__(probes, f"p{pipeline}.sink{index}", ancestors, spec.gated_on)
+        super().__init__(probes, f"p{pipeline}.sink{index}", ancestors, spec.gated_on, rank)
         self.spec = spec
 
     def consume(self, item: str, call: CallService) -> None:

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import functools
 import json
 import random
 import re
@@ -85,9 +86,11 @@ class Plan:
         return f"pct(depth={self.depth}, seed={self.seed}, changes at decisions {changes})"
 
 
+@functools.cache
 def plans(depth: int = 2) -> Any:
     """The Hypothesis strategy of plans: PCT of ``depth`` or random, in one fixed shape
-    (kind, seed, change points), so a plan shrinks like any other draw."""
+    (kind, seed, change points), so a plan shrinks like any other draw. Made once per
+    depth: a strategy is validated when it is made."""
     from hypothesis import strategies as st
 
     return st.builds(

@@ -17,6 +17,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -30,6 +31,9 @@ __all__ = [
     "TopologyError",
     "topologies",
 ]
+
+#: Ranks drawn by :func:`topologies` (and the range of ranks a driver's step names).
+RANKS = 16
 
 Mode = Literal["batch", "streaming"]
 MODES: tuple[Mode, ...] = ("batch", "streaming")
@@ -52,6 +56,11 @@ def _check_index(value: int | None, items: int, what: str) -> None:
         )
 
 
+def _check_rank(value: int | None, what: str) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+        raise TopologyError(f"{what}(rank={value!r}): must be None or an integer >= 0")
+
+
 def _check_parallelism(value: int, what: str) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise TopologyError(f"{what}(parallelism={value!r}): parallelism must be an integer >= 1")
@@ -63,13 +72,16 @@ class ServiceSpec:
 
     Every service's cleanup parks at a gate (``cleanup:<name>``) that the driver opens:
     a wait that returns while a cleanup is parked has returned early, deterministically.
+    ``rank`` is its gates' identity for the driver's steps (see :class:`Topology`).
     """
 
     name: str
     setup: SetupBehaviour = "ok"
     cleanup: CleanupBehaviour = "ok"
+    rank: int | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
+        _check_rank(self.rank, "ServiceSpec")
         if not isinstance(self.name, str) or not self.name.isidentifier():
             raise TopologyError(
                 f"ServiceSpec(name={self.name!r}): a service name must be an identifier"
@@ -96,8 +108,10 @@ class StageSpec:
     calls: tuple[str, ...] = ()
     raises_on: int | None = None
     gated_on: int | None = None
+    rank: int | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
+        _check_rank(self.rank, "StageSpec")
         if self.kind not in ("map", "filter"):
             raise TopologyError(f"StageSpec(kind={self.kind!r}): expected 'map' or 'filter'")
         _check_parallelism(self.parallelism, "StageSpec")
@@ -110,8 +124,10 @@ class SinkSpec:
     parallelism: int = 1
     calls: tuple[str, ...] = ()
     gated_on: int | None = None
+    rank: int | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
+        _check_rank(self.rank, "SinkSpec")
         _check_parallelism(self.parallelism, "SinkSpec")
 
 
@@ -131,8 +147,10 @@ class PipelineSpec:
     stages: tuple[StageSpec, ...] = ()
     sinks: tuple[SinkSpec, ...] = field(default_factory=lambda: (SinkSpec(),))
     unbounded: bool = False
+    rank: int | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
+        _check_rank(self.rank, "PipelineSpec")
         if isinstance(self.items, bool) or not isinstance(self.items, int) or self.items < 0:
             raise TopologyError(
                 f"PipelineSpec(items={self.items!r}): items must be an integer >= 0"
@@ -155,7 +173,17 @@ class PipelineSpec:
 
 @dataclass(frozen=True)
 class Topology:
-    """A whole job: services, one or more pipelines, and how it ends (``mode``)."""
+    """A whole job: services, one or more pipelines, and how it ends (``mode``).
+
+    Each part (service, pipeline, stage, sink) has a ``rank``: the identity of its gates
+    for the driver's steps. A step names a rank and opens (or fails) the parked gate of
+    that rank or the next one up, so which gate a step reaches belongs to the part, not
+    to the gate's position among those parked: deleting an unrelated part (shrinking
+    does) leaves the schedule of the rest as it was. :func:`topologies` draws ranks;
+    ``None`` (the default) ranks a part by its position (services first, then each
+    pipeline, its stages and its sinks). Ranks are no part of the job itself: equality
+    ignores them.
+    """
 
     services: tuple[ServiceSpec, ...] = ()
     pipelines: tuple[PipelineSpec, ...] = field(default_factory=lambda: (PipelineSpec(),))
@@ -264,8 +292,6 @@ def topologies(
         @given(topologies(max_services=2, faults=False))
         def test_job(topology): ...
     """
-    from hypothesis import strategies as st
-
     for name, value, low in [
         ("max_services", max_services, 0),
         ("max_pipelines", max_pipelines, 1),
@@ -281,60 +307,111 @@ def topologies(
         raise TopologyError(
             f"topologies(modes={modes!r}): expected a tuple of distinct modes from {MODES}"
         )
+    sizes = _Sizes(max_services, max_pipelines, max_stages, max_sinks, max_items, max_parallelism)
+    return _topologies(sizes, bool(faults), bool(gates), tuple(modes))
+
+
+@dataclass(frozen=True)
+class _Sizes:
+    services: int
+    pipelines: int
+    stages: int
+    sinks: int
+    items: int
+    parallelism: int
+
+
+@functools.lru_cache(maxsize=64)
+def _topologies(sizes: _Sizes, faults: bool, gates: bool, modes: tuple[Mode, ...]) -> Any:
+    """The strategy itself, built once per set of arguments: Hypothesis validates a new
+    strategy (and reads a composite's source) when it is made, which cost more than the
+    draw itself when it was rebuilt for every example."""
+    from hypothesis import strategies as st
+
+    # Every strategy an example uses is made once and kept: by the shape it depends on
+    # (how many services, whether faults are on, how many items), never rebuilt per draw.
+    cached = functools.cache
+    mode_of = st.sampled_from(modes)
+    # Each part's rank is drawn with the part, so it moves with it when shrinking
+    # deletes what comes before (see Topology).
+    ranks = st.integers(0, RANKS - 1)
+
+    @cached
+    def services_of(faulty: bool) -> Any:
+        behaviour = st.sampled_from(_SETUP if faulty else ("ok",))
+        return st.lists(st.tuples(behaviour, behaviour, ranks), max_size=sizes.services)
+
+    @cached
+    def calls_of(services: int) -> Any:
+        names = tuple(f"s{i}" for i in range(services))
+        if not names:
+            return st.just(())
+        return st.lists(st.sampled_from(names), max_size=2, unique=True).map(tuple)
+
+    @cached
+    def parts_of(services: int, faulty: bool, items: int) -> tuple[Any, Any]:
+        """The strategies of a pipeline's stages and sinks."""
+        calls = calls_of(services)
+        stage = st.builds(
+            StageSpec,
+            kind=st.sampled_from(("map", "filter")),
+            parallelism=st.integers(1, sizes.parallelism),
+            calls=calls,
+            raises_on=_maybe_index(items, faulty),
+            gated_on=_maybe_index(items, gates),
+            rank=ranks,
+        )
+        sink = st.builds(
+            SinkSpec,
+            parallelism=st.integers(1, sizes.parallelism),
+            calls=calls,
+            gated_on=_maybe_index(items, gates),
+            rank=ranks,
+        )
+        return (
+            st.lists(stage, max_size=sizes.stages),
+            st.lists(sink, min_size=1, max_size=sizes.sinks),
+        )
+
+    @st.composite
+    def pipeline(draw: Any, services: int, faulty: bool, mode: Mode) -> PipelineSpec:
+        items = draw(st.integers(1 if sizes.items else 0, sizes.items))
+        stages_of, sinks_of = parts_of(services, faulty, items)
+        stages = draw(stages_of)
+        sinks = draw(sinks_of)
+        # Drawn in either mode when streaming is on the menu, so that shrinking a
+        # streaming job to a batch one changes one choice and shifts none of the rest.
+        unbounded = "streaming" in modes and draw(st.booleans()) and mode == "streaming"
+        return PipelineSpec(items, tuple(stages), tuple(sinks), unbounded, rank=draw(ranks))
+
+    @cached
+    def pipelines_of(services: int, faulty: bool, mode: Mode) -> Any:
+        return st.lists(pipeline(services, faulty, mode), min_size=1, max_size=sizes.pipelines)
 
     @st.composite
     def build(draw: Any) -> Topology:
-        mode: Mode = draw(st.sampled_from(modes)) if len(modes) > 1 else modes[0]  # type: ignore[assignment]
+        mode: Mode = draw(mode_of) if len(modes) > 1 else modes[0]
         # Swarm testing (Groce et al., ISSTA 2012): each job first draws whether it has
         # injected faults at all, so half the jobs are fault-free. A bug that any failure
         # hides (an ending call that raises skips what follows it) is then reached as
         # often as one that needs a failure; and it shrinks toward no faults.
         faulty = faults and draw(st.booleans())
-        behaviour = st.sampled_from(_SETUP if faulty else ("ok",))
         # A list shrinks by deleting elements, so a failure sheds the services it does
         # not need.
-        drawn = draw(st.lists(st.tuples(behaviour, behaviour), max_size=max_services))
+        drawn = draw(services_of(faulty))
         services = tuple(
-            ServiceSpec(f"s{i}", setup=setup, cleanup=cleanup)
-            for i, (setup, cleanup) in enumerate(drawn)
+            ServiceSpec(f"s{i}", setup=setup, cleanup=cleanup, rank=rank)
+            for i, (setup, cleanup, rank) in enumerate(drawn)
         )
-        names = tuple(s.name for s in services)
-        calls = (
-            st.lists(st.sampled_from(names), max_size=2, unique=True).map(tuple)
-            if names
-            else st.just(())
-        )
-
-        def maybe_index(items: int, enabled: bool) -> Any:
-            if not enabled or items == 0:
-                return st.none()
-            return st.none() | st.integers(0, items - 1)
-
-        @st.composite
-        def pipeline(draw: Any) -> PipelineSpec:
-            items = draw(st.integers(1 if max_items else 0, max_items))
-            stage = st.builds(
-                StageSpec,
-                kind=st.sampled_from(("map", "filter")),
-                parallelism=st.integers(1, max_parallelism),
-                calls=calls,
-                raises_on=maybe_index(items, faulty),
-                gated_on=maybe_index(items, gates),
-            )
-            sink = st.builds(
-                SinkSpec,
-                parallelism=st.integers(1, max_parallelism),
-                calls=calls,
-                gated_on=maybe_index(items, gates),
-            )
-            stages = draw(st.lists(stage, max_size=max_stages))
-            sinks = draw(st.lists(sink, min_size=1, max_size=max_sinks))
-            # Drawn in either mode when streaming is on the menu, so that shrinking a
-            # streaming job to a batch one changes one choice and shifts none of the rest.
-            unbounded = "streaming" in modes and draw(st.booleans()) and mode == "streaming"
-            return PipelineSpec(items, tuple(stages), tuple(sinks), unbounded)
-
-        pipelines = draw(st.lists(pipeline(), min_size=1, max_size=max_pipelines))
+        pipelines = draw(pipelines_of(len(services), faulty, mode))
         return Topology(services, tuple(pipelines), mode)
 
     return build()
+
+
+def _maybe_index(items: int, enabled: bool) -> Any:
+    from hypothesis import strategies as st
+
+    if not enabled or items == 0:
+        return st.none()
+    return st.none() | st.integers(0, items - 1)
