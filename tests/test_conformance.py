@@ -147,6 +147,49 @@ class Broken:
     broken.stderr.fnmatch_lines(["*my_runtime:Broken*which is not a Target*"])
 
 
+def test_a_failure_nobody_injected_is_shown_beside_the_verdict_and_fails_the_run(
+    pytester: pytest.Pytester,
+) -> None:
+    """A runtime whose service calls fail on their own: no-hang still holds (its row says
+    PASS on what was checked), but the row names the unexplained failure, the test shows
+    its story, and the run fails: it is never passed over."""
+    pytester.makepyfile(
+        flaky_link="""
+from sage_lifecycle.reference import Dispatcher
+from sage_lifecycle.target import ReferenceTarget
+
+class DropsCalls(Dispatcher):
+    def call_service(self, caller, name, *args, **kwargs):
+        raise ConnectionResetError(f"link to {name} dropped")
+
+class Target(ReferenceTarget):
+    name = "flaky-link"
+
+    def __init__(self):
+        super().__init__(DropsCalls)
+"""
+    )
+    result = pytester.runpytest_subprocess(
+        "-p",
+        "sage_lifecycle",
+        "--lifecycle-conformance",
+        "--hypothesis-profile=dev",
+        "--lifecycle-target=flaky_link:Target",
+        "--lifecycle-properties=no-hang",
+    )
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(
+        [
+            "*no-hang: PASS",
+            "*Beside the verdict, * example(s) ended in a failure nobody injected*",
+            "*unexplained failure: p*.s* failed with ConnectionResetError: link to s* dropped*",
+            "*>>*task.error*ConnectionResetError*",
+            "no-hang *PASS ** topologies, * exercised it; and * ended in a failure nobody "
+            "injected (p*failed with ConnectionResetError*; story under test_contract?no-hang?)",
+        ]
+    )
+
+
 def test_an_unknown_target_is_a_usage_error_listing_the_choices(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest(
         "-p", "sage_lifecycle", "--lifecycle-conformance", "--lifecycle-target=sage-typo"

@@ -247,6 +247,45 @@ def failed_setup(dispatcher: type[Dispatcher], hold: float) -> tuple[LocalEnviro
     return env, Run(trace, drive(env, [], hold=hold))
 
 
+class CallsBroken(SinkFunction):
+    def execute(self, data: Any) -> None:
+        self.call_service("broken", method="hello")
+
+
+def calling_a_failed_setup(
+    dispatcher: type[Dispatcher], hold: float
+) -> tuple[LocalEnvironment, Run]:
+    """A sink calls a service whose setup raised, on the harness's virtual clock (a wait
+    with a timeout is seen, and jumped, when the job is quiet): the call must fail at
+    once, and the job end with the setup's error, within its 30 s deadline."""
+    trace = Trace()
+    env = LocalEnvironment(
+        "calls-failed-setup", observer=trace, dispatcher_class=dispatcher, deadline=30.0
+    )
+    env.register_service("broken", BrokenSetup)
+    env.from_batch([1]).sink(CallsBroken)
+    errors: list[BaseException] = []
+
+    def never_quiet() -> bool:
+        raise AssertionError("the job never went quiescent\n" + format_thread_stacks())
+
+    submitter = submitting(env, errors)
+    with VirtualClock() as clock:
+        clock.adopt(submitter)
+        submitter.start()
+        # Quiet with no timed wait due within the next 100 virtual seconds: the job ended
+        # (or hangs for good). Each settle jumps at most 200 timed waits.
+        while submitter.is_alive():
+            clock.settle(patience=100.0, timeout=DEADLINE, fallback=never_quiet)
+            if clock.quiescent() and (clock.next_due() or float("inf")) > clock.now() + 100:
+                break
+        submitter.join(DEADLINE)
+    assert not submitter.is_alive(), "the harness thread outlived its deadline"
+    assert env.dispatcher is not None
+    env.dispatcher.settle(DEADLINE)
+    return env, Run(trace, errors)
+
+
 # -- streaming scenarios: the job runs until the ending call ---------------------------
 
 
@@ -432,6 +471,7 @@ EXPOSED_BY: dict[str, Scenario] = {
     "stops_at_first_signal": gated_parallel_map,
     "skips_failed_setup_cleanup": failed_setup,
     "unbalanced_counter": failing_cleanup,
+    "retries_failed_setup": calling_a_failed_setup,
     "unjoined_service_thread": hello_world,
     "lost_errors": failing_cleanup,
     "stop_joins_sources_only": streaming_gated_cleanup,
@@ -473,6 +513,11 @@ def test_reference_passes_every_scenario(scenario: Scenario) -> None:
     injected: dict[str, list[str]] = {
         "failing_cleanup": ["b: cannot close"],
         "failed_setup": ["no route to the vector store"],
+        "calling_a_failed_setup": [
+            "no route to the vector store",
+            "sink1:CallsBroken[0] called broken.hello(), but the service's setup failed: "
+            "OSError: no route to the vector store",
+        ],
     }
     for err in run.errors:  # only the injected faults, reported together
         assert isinstance(err, JobFailed)

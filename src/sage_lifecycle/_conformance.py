@@ -235,17 +235,28 @@ class ConformancePlugin:
         }
         if outcome.reproduced is not None:
             record["reproduced"] = list(outcome.reproduced)
+        unexplained = getattr(outcome, "unexplained", 0)
+        also = ""
+        if unexplained:
+            # The target failed on its own where no property says why: the verdict
+            # stands on what was checked, and the failure is shown, never passed over.
+            record["unexplained"] = unexplained
+            record["unexplained_reason"] = outcome.unexplained_story.splitlines()[0]
+            also = (
+                f"\n\nBeside the verdict, {unexplained} example(s) ended in a failure nobody "
+                f"injected and no property explains; the first:\n{outcome.unexplained_story}"
+            )
         item.user_properties.append((_VERDICT, record))
         if outcome.verdict == "FAIL":
-            raise _Finding(f"{row}: FAIL\n\n{outcome.story}")
+            raise _Finding(f"{row}: FAIL\n\n{outcome.story}{also}")
         if outcome.verdict == "ERROR":
             raise _Finding(
-                f"{row}: ERROR, no verdict: {outcome.reason}\n\n{outcome.story}".rstrip()
+                f"{row}: ERROR, no verdict: {outcome.reason}\n\n{outcome.story}".rstrip() + also
             )
-        if outcome.verdict == "NOT REPRODUCED":
-            return  # a replay that ran and did not show the violation: no failure
         if outcome.verdict == "NOT RUN":
-            raise _Finding(f"{row}: NOT RUN: {outcome.reason} ({outcome.topologies} drawn)")
+            raise _Finding(f"{row}: NOT RUN: {outcome.reason} ({outcome.topologies} drawn){also}")
+        if also:
+            raise _Finding(f"{row}: {outcome.verdict}{also}")
 
     # -- reporting -----------------------------------------------------------------
     @pytest.hookimpl(wrapper=True)
@@ -333,6 +344,12 @@ class ConformancePlugin:
                 )
             else:
                 detail = f"{v.get('reason', '')} ({v.get('topologies', 0)} topologies)"
+            if v.get("unexplained"):
+                detail += (
+                    f"; and {v['unexplained']} ended in a failure nobody injected "
+                    f"({str(v.get('unexplained_reason', '')).removeprefix('unexplained failure: ')}"
+                    f"; story under test_contract[{row}])"
+                )
             tr.write_line(f"{row:<{width}}  {verdict:<7}  {detail}".rstrip())
 
     @pytest.hookimpl(trylast=True)

@@ -105,6 +105,10 @@ def target_modes(target: Any) -> tuple[str, ...]:
     return tuple(modes) if modes else ("batch",)
 
 
+#: How far (virtual seconds) the clock may jump in one go while a job is released.
+_RELEASE_PATIENCE = 3600.0
+
+
 class HarnessError(AssertionError):
     """The target broke the harness's expectations in a way no property names
     (an adapter that crashed, a wait that raised although nothing failed)."""
@@ -157,6 +161,10 @@ class Search:
         self.exercised = 0
         self.violations: dict[str, int] = {}
         self.failures: list[Failure] = []
+        #: Examples that ended in a failure nobody injected and no property explains,
+        #: and the story of the first (see ``LifecycleMachine._check_unexplained``).
+        self.unexplained = 0
+        self.unexplained_story = ""
         #: Jobs started per mode (``batch``, ``streaming``).
         self.modes: Counter[str] = Counter()
         self._jobs = itertools.count(1)
@@ -741,10 +749,48 @@ class LifecycleMachine(RuleBasedStateMachine):
                 self.scheduler.close()
             for gate in self.probes.gates.values():
                 gate.open()
-            if self.target is not None:
-                self.target.release()
-            if self.clock is not None:
-                self.clock.close()
+            try:
+                if self.target is not None:
+                    self._release(self.target)
+            finally:
+                if self.clock is not None:
+                    self.clock.close()
+
+    def _release(self, target: Target) -> None:
+        """``target.release()``; on owned time, with the clock kept moving meanwhile.
+
+        A hung job's threads may be in timed waits (a retry loop, a poll) that end only
+        when the clock moves, and nobody else moves it now: the release runs on a
+        harness thread (real time) while this one lets the clock jump, so those waits
+        time out as they would, instead of the release waiting out its own bound.
+        """
+        clock = self.clock
+        if clock is None:
+            target.release()
+            return
+        failed: list[BaseException] = []
+
+        def release() -> None:
+            try:
+                target.release()
+            except BaseException as exc:
+                failed.append(exc)
+
+        releaser = threading.Thread(
+            target=release,
+            name=f"lifecycle-harness/{self.probes.job if self.probes else '?'}/release",
+            daemon=True,
+        )
+        releaser.start()
+        hold = self._hold()
+        while releaser.is_alive():
+            # The verdict is taken: any timed wait may run out now, however far ahead.
+            clock.settle(
+                patience=_RELEASE_PATIENCE, timeout=max(1.0, 20 * hold), fallback=lambda: False
+            )
+            releaser.join(hold)
+        if failed:
+            raise failed[0]
 
     def _check_threads(self) -> None:
         """Record, as ``thread.alive``, each new thread alive after the target's grace."""
@@ -825,8 +871,9 @@ class LifecycleMachine(RuleBasedStateMachine):
         began while the task still ran), or follow from an injected failure (the task
         calls a service whose setup was made to fail). A wait that raised must carry a
         recorded failure, matched by the failure's identity (or its text, for runtimes
-        that re-wrap errors). Anything else is an unexplained failure: no verdict, but
-        the story of the run that showed it.
+        that re-wrap errors). Anything else is an unexplained failure: the property
+        checked on this example stands (the trace was still checked), and the search
+        reports how many examples ended so, with the story of the first.
         """
         assert self.probes is not None
         events = self.trace.events()
@@ -848,13 +895,19 @@ class LifecycleMachine(RuleBasedStateMachine):
             )
         else:
             return
-        marks = {e.seq for e in loose}
-        raise HarnessError(
-            f"unexplained failure: {what}\n\ntimeline ({len(events)} events, >> marks the "
-            f"unexplained failures):\n{format_timeline(events, highlight=marks)}\n\n"
-            f"topology:\n{self.probes.topology.describe()}\n"
-            f"schedule: {format_schedule(self.schedule)}"
-        ) from raised
+        search = type(self).search
+        with search.lock:
+            search.unexplained += 1
+            if search.unexplained_story:
+                return
+            target = self.target.name if self.target is not None else "?"
+            marks = {e.seq for e in loose}
+            search.unexplained_story = (
+                f"unexplained failure: {what}\n\ntimeline ({len(events)} events, >> marks "
+                f"the unexplained failures):\n{format_timeline(events, highlight=marks)}\n\n"
+                f"target: {target}\ntopology:\n{self.probes.topology.describe()}\n"
+                f"schedule: {format_schedule(self.schedule)}"
+            )
 
 
 def unexplained_errors(events: Sequence[Event]) -> list[Event]:
@@ -1198,6 +1251,10 @@ class Outcome:
     #: For a violation Hypothesis could not replay: (reproduced, replays).
     reproduced: tuple[int, int] | None = None
     violations: tuple[Violation, ...] = field(default_factory=tuple)
+    #: Examples that ended in a failure nobody injected and no property explains (the
+    #: verdict stands on what was checked), and the story of the first.
+    unexplained: int = 0
+    unexplained_story: str = ""
 
 
 def _notes(exc: BaseException) -> str:
@@ -1219,6 +1276,17 @@ def _traceback(exc: BaseException) -> str:
 
 
 def run_search(machine: type[LifecycleMachine], settings: Any, *, replays: int = 10) -> Outcome:
+    """Run one machine's search to a verdict that is a claim about the target (see
+    :func:`_search`), with the search's unexplained failures beside it."""
+    outcome = _search(machine, settings, replays=replays)
+    search = machine.search
+    with search.lock:
+        return dataclasses.replace(
+            outcome, unexplained=search.unexplained, unexplained_story=search.unexplained_story
+        )
+
+
+def _search(machine: type[LifecycleMachine], settings: Any, *, replays: int) -> Outcome:
     """Run one machine's search to a verdict that is a claim about the target.
 
     A :class:`LifecycleViolation` is a FAIL with its (shrunk) story. A violation the

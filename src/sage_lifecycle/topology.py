@@ -33,7 +33,7 @@ __all__ = [
 ]
 
 #: Ranks drawn by :func:`topologies` (and the range of ranks a driver's step names).
-RANKS = 16
+RANKS = 64
 
 Mode = Literal["batch", "streaming"]
 MODES: tuple[Mode, ...] = ("batch", "streaming")
