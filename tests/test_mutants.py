@@ -247,6 +247,11 @@ def failed_setup(dispatcher: type[Dispatcher], hold: float) -> tuple[LocalEnviro
     return env, Run(trace, drive(env, [], hold=hold))
 
 
+def _never_quiet() -> bool:
+    """The fallback of a scenario on the virtual clock: its job must go quiescent."""
+    raise AssertionError("the job never went quiescent\n" + format_thread_stacks())
+
+
 class CallsBroken(SinkFunction):
     def execute(self, data: Any) -> None:
         self.call_service("broken", method="hello")
@@ -266,9 +271,6 @@ def calling_a_failed_setup(
     env.from_batch([1]).sink(CallsBroken)
     errors: list[BaseException] = []
 
-    def never_quiet() -> bool:
-        raise AssertionError("the job never went quiescent\n" + format_thread_stacks())
-
     submitter = submitting(env, errors)
     with VirtualClock() as clock:
         clock.adopt(submitter)
@@ -276,7 +278,7 @@ def calling_a_failed_setup(
         # Quiet with no timed wait due within the next 100 virtual seconds: the job ended
         # (or hangs for good). Each settle jumps at most 200 timed waits.
         while submitter.is_alive():
-            clock.settle(patience=100.0, timeout=DEADLINE, fallback=never_quiet)
+            clock.settle(patience=100.0, timeout=DEADLINE, fallback=_never_quiet)
             if clock.quiescent() and (clock.next_due() or float("inf")) > clock.now() + 100:
                 break
         submitter.join(DEADLINE)
@@ -439,15 +441,12 @@ def scheduled_last_signals(
     env.from_batch([1]).sink(lambda x: None)
     errors: list[BaseException] = []
 
-    def never_quiet() -> bool:
-        raise AssertionError("the job never went quiescent\n" + format_thread_stacks())
-
     submitter = submitting(env, errors)
     with VirtualClock() as clock:
         clock.adopt(submitter)
         submitter.start()
         for prefix in order:
-            clock.settle(patience=2.0, timeout=DEADLINE, fallback=never_quiet)
+            clock.settle(patience=2.0, timeout=DEADLINE, fallback=_never_quiet)
             parked = [label for label in scheduler.parked() if label.startswith(prefix)]
             if parked:
                 scheduler.release(parked[0])

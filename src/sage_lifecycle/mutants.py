@@ -204,23 +204,14 @@ class RetriesFailedSetup(Dispatcher):
 
     retry_for = 60.0
 
-    def call_service(
-        self,
-        caller: str,
-        name: str,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        *,
-        method: str | None = None,
-        timeout: float | None = None,
-    ) -> Any:
+    def call_service(self, caller: str, name: str, *args: Any, **kwargs: Any) -> Any:
         runtime = self._registry.get(name)
         if runtime is not None:
             runtime.setup_done.wait()
             give_up = time.monotonic() + self.retry_for
             while runtime.setup_error is not None and time.monotonic() < give_up:
                 time.sleep(1.0)
-        return super().call_service(caller, name, args, kwargs, method=method, timeout=timeout)
+        return super().call_service(caller, name, *args, **kwargs)
 
 
 class UnjoinedServiceThread(Dispatcher):
