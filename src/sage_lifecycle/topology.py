@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 __all__ = [
     "MODES",
+    "RANKS",
     "PipelineSpec",
     "ServiceSpec",
     "SinkSpec",
