@@ -124,7 +124,7 @@ MINIMAL: dict[str, tuple[tuple[str, ...], tuple[tuple[str, str], ...]]] = {
         ),
         (("open", "end:p0"),),
     ),
-    "retries_failed_setup": (
+    "waits_for_failed_setup": (
         (
             "service s0: setup raises, cleanup ok",
             "pipeline 0: source(1 items) -> sink(calls s0)",

@@ -470,7 +470,7 @@ EXPOSED_BY: dict[str, Scenario] = {
     "stops_at_first_signal": gated_parallel_map,
     "skips_failed_setup_cleanup": failed_setup,
     "unbalanced_counter": failing_cleanup,
-    "retries_failed_setup": calling_a_failed_setup,
+    "waits_for_failed_setup": calling_a_failed_setup,
     "unjoined_service_thread": hello_world,
     "lost_errors": failing_cleanup,
     "stop_joins_sources_only": streaming_gated_cleanup,
