@@ -163,14 +163,17 @@ def test_fixtures_markers_and_options_are_documented(pytester: pytest.Pytester) 
             "lifecycle_trace -- *",
             "*The lifecycle trace of this test*",
             "lifecycle_env_factory -- *",
-            "*Make reference ``LocalEnvironment`` jobs that are checked when the test ends.",
+            "*Make jobs that are checked when the test ends.",
             "lifecycle_env -- *",
-            "*A fresh reference ``LocalEnvironment`` whose trace is checked at teardown.",
+            "*A fresh job environment whose trace is checked at teardown.",
         ]
     )
     markers = pytester.runpytest("-p", "sage_lifecycle", "--markers")
     markers.stdout.fnmatch_lines(
-        ["@pytest.mark.lifecycle(*, deadline=None, properties=None, dispatcher=None): *"]
+        [
+            "@pytest.mark.lifecycle(*, deadline=None, properties=None, dispatcher=None, "
+            "target=None): *"
+        ]
     )
     help_ = pytester.runpytest("-p", "sage_lifecycle", "--help")
     help_.stdout.fnmatch_lines(
@@ -334,7 +337,7 @@ def test_huge_deadline(lifecycle_env):
     result.stdout.fnmatch_lines(
         [
             "*@pytest.mark.lifecycle on *test_typo: unknown argument(s) deadlin; expected "
-            "deadline, dispatcher, properties*",
+            "deadline, dispatcher, properties, target*",
             "*dispatcher=<class 'object'> is not a subclass of "
             "sage_lifecycle.reference.Dispatcher*",
             "*unknown lifecycle property 'no-such' from @pytest.mark.lifecycle*",

@@ -7,12 +7,13 @@ fixtures and hooks that use them, so loading it costs tests that do not use it n
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
 from collections.abc import Callable, Generator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pytest
 
@@ -31,9 +32,10 @@ _PROPERTIES_HELP = (
     "or 'all' (default: all)"
 )
 _TARGET_HELP = (
-    "runtime the conformance suite runs against: reference (default), mutant:<name>, "
-    "module:attr naming your adapter, or a name registered under the "
-    "sage_lifecycle.targets entry-point group"
+    "runtime the conformance suite, and the lifecycle_env fixtures, run against: "
+    "reference (default), mutant:<name>, sage, sage-flownet, sage-kernel, module:attr "
+    "naming your adapter, or a name registered under the sage_lifecycle.targets "
+    "entry-point group"
 )
 _CONFORMANCE_HELP = (
     "run the lifecycle conformance suite (Hypothesis state machines) against "
@@ -65,14 +67,15 @@ _REPLAYS_HELP = (
 )
 PCT_DEPTHS = range(1, 6)
 _MARKER = (
-    "lifecycle(*, deadline=None, properties=None, dispatcher=None): run this test's "
-    "lifecycle_env jobs with this deadline in seconds, check only these contract "
-    "properties, and run them on this Dispatcher subclass"
+    "lifecycle(*, deadline=None, properties=None, dispatcher=None, target=None): run this "
+    "test's lifecycle_env jobs with this deadline in seconds, check only these contract "
+    "properties, run them on this Dispatcher subclass, or on this target's real runtime "
+    "(sage, sage-flownet, sage-kernel, mutant:<name>; default: --lifecycle-target)"
 )
 #: The smallest deadline the conformance suite accepts: the reference's own steps on a
 #: loaded 2-core machine take tens of milliseconds, so less would measure the machine.
 CONFORMANCE_MIN_DEADLINE = 0.5
-_MARKER_KEYS = frozenset({"deadline", "properties", "dispatcher"})
+_MARKER_KEYS = frozenset({"deadline", "properties", "dispatcher", "target"})
 
 
 @dataclass
@@ -81,6 +84,8 @@ class _Settings:
     properties: tuple[str, ...]
     conformance: bool = False
     target: str = "reference"
+    #: Where ``target`` came from, for error messages.
+    target_where: str = "--lifecycle-target"
 
 
 @dataclass
@@ -89,6 +94,8 @@ class _Stats:
     jobs: int = 0
     unended: int = 0
     by_property: dict[str, int] = field(default_factory=dict)
+    #: The properties the tests checked (a marker may choose fewer than the session).
+    properties: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -99,7 +106,9 @@ class _Session:
     deadline: float
     properties: tuple[str, ...]
     dispatcher: type[Dispatcher] | None
-    envs: list[LocalEnvironment] = field(default_factory=list)
+    #: The target whose real runtime runs the jobs (``None``: the reference).
+    target: Any = None
+    jobs: list[_Job] = field(default_factory=list)
     done: bool = False
     #: When pytest-timeout will end this test (``time.monotonic()``), if it will.
     expires: float | None = None
@@ -121,6 +130,84 @@ def _timeout_margin(left: float) -> float:
 
 #: Seconds a test interrupted by Ctrl-C or its timeout may spend closing its jobs.
 _HURRY = 0.5
+
+
+class _Job(Protocol):
+    """One fixture job as teardown sees it, on the reference or on a real runtime
+    (:class:`sage_lifecycle.observe.RuntimeJob` has the same methods)."""
+
+    job: str
+    deadline: float
+    #: What the test got: the environment it builds and runs the job with.
+    observed: Any
+
+    def problem(self) -> str | None:
+        """Why this job's verdict would not be about what the test meant, if so."""
+        ...
+
+    def close(self, timeout: float) -> None:
+        """End the job if the test did not (teardown), raising what its ending raises."""
+        ...
+
+    def settle(self, timeout: float) -> None:
+        """Let a job whose wait returned early show what it still does."""
+        ...
+
+    def release(self, timeout: float) -> list[str]:
+        """After the verdict: let the job's threads go; the names of those still alive."""
+        ...
+
+    def threads(self) -> list[threading.Thread]:
+        """The job's threads, for stacks."""
+        ...
+
+    def hurry(self, timeout: float) -> None:
+        """Ctrl-C or the test's timeout: let the job's threads go, within ``timeout``."""
+        ...
+
+
+class _ReferenceJob(_Job):
+    """A fixture job on the reference ``LocalEnvironment``: its dispatcher records all."""
+
+    def __init__(self, env: LocalEnvironment) -> None:
+        self.observed = self.env = env
+        self.job = env.job
+        self.deadline = env.deadline
+
+    def problem(self) -> str | None:
+        env = self.env
+        if env.dispatcher is None and env.built:
+            return (
+                f"job {env.job!r} was built but never submitted, so nothing of it was "
+                "checked; end the test with env.submit(autostop=True)"
+            )
+        if env.dispatcher is not None and not env.dispatcher.waited:
+            return (
+                f"job {env.job!r} was submitted without autostop and never ended, so what it "
+                "did depends on when teardown stopped it; end it in the test with "
+                "env.submit(autostop=True), env.stop() or env.close()"
+            )
+        return None
+
+    def close(self, timeout: float) -> None:
+        self.env.close(timeout=timeout)
+
+    def settle(self, timeout: float) -> None:
+        if self.env.dispatcher is not None:
+            self.env.dispatcher.settle(timeout)
+
+    def release(self, timeout: float) -> list[str]:
+        dispatcher = self.env.dispatcher
+        return [t.name for t in dispatcher.release(timeout)] if dispatcher else []
+
+    def threads(self) -> list[threading.Thread]:
+        return self.env.dispatcher.threads() if self.env.dispatcher else []
+
+    def hurry(self, timeout: float) -> None:
+        if self.env.dispatcher is not None:
+            self.env.dispatcher.request_stop()
+            self.env.dispatcher.release(timeout)
+
 
 #: When pytest-timeout will fire for an item (``time.monotonic()``), and its timeout.
 EXPIRES = pytest.StashKey[float]()
@@ -299,7 +386,7 @@ def pytest_configure(config: pytest.Config) -> None:
         except ScheduleError as exc:
             raise pytest.UsageError(f"--lifecycle-schedule: {exc}") from None
         properties = (replay.property,)
-    settings = _Settings(deadline, properties, conformance, str(target))
+    settings = _Settings(deadline, properties, conformance, str(target), target_where)
     config.stash[_SETTINGS] = settings
     config.stash[_STATS] = _Stats()
     if conformance:
@@ -313,7 +400,7 @@ def pytest_configure(config: pytest.Config) -> None:
             replay=replay,
             replays=replays,
         )
-    elif settings.target.strip() != "reference":  # unused here: checked, never imported or run
+    elif settings.target.strip() != "reference":  # checked now, resolved by the first fixture
         from .target import TargetError, validate_target_spec
 
         try:
@@ -393,17 +480,69 @@ def _marker_settings(item: pytest.Item, settings: _Settings) -> _Session:
 
     where = f"@pytest.mark.lifecycle on {item.nodeid}"
     try:
-        deadline, properties, dispatcher = _marker_values(item, settings, where)
+        deadline, properties, dispatcher, spec = _marker_values(item, settings, where)
+        marked = item.get_closest_marker("lifecycle")
+        if marked is None or marked.kwargs.get("target") is None:
+            where = f"{settings.target_where} (for {item.nodeid})"
+        target, dispatcher = _fixture_target(item.config, spec, dispatcher, where)
     except ValueError as exc:  # failed outside the handler: the message shows once
         message = str(exc)
     else:
-        return _Session(Trace(), deadline, properties, dispatcher)
+        return _Session(Trace(), deadline, properties, dispatcher, target)
     pytest.fail(message, pytrace=False)
+
+
+_TARGETS = pytest.StashKey[dict[str, Any]]()
+
+
+def _fixture_target(
+    config: pytest.Config, spec: str, dispatcher: type[Dispatcher] | None, where: str
+) -> tuple[Any, type[Dispatcher] | None]:
+    """The target whose runtime runs a test's fixture jobs (``None``: the reference)
+    and the reference's dispatcher; ``ValueError`` names what is wrong and the fix.
+
+    A mutant is the reference on its dispatcher; any other target must be able to run
+    a user's own job (an ``environment(name)`` method). Made once per session.
+    """
+    spec = spec.strip()
+    if spec == "reference":
+        return None, dispatcher
+    if dispatcher is not None:
+        raise ValueError(
+            f"{where}: dispatcher= runs the job on the reference, but the target is "
+            f"{spec!r}; drop one of them"
+        )
+    from .target import ReferenceTarget, TargetError, resolve_target
+
+    cache = config.stash.setdefault(_TARGETS, {})
+    if spec not in cache:
+        try:
+            cache[spec] = resolve_target(spec)()
+        except (TargetError, ImportError) as exc:
+            cache[spec] = ValueError(f"{where}: {exc}")
+    target = cache[spec]
+    if isinstance(target, ValueError):
+        raise target
+    if isinstance(target, ReferenceTarget):
+        return None, target.dispatcher
+    if not callable(getattr(target, "environment", None)):
+        raise ValueError(
+            f"{where}: target {spec!r} cannot run a test's own job: its adapter has no "
+            "environment(name) method making a fresh environment of its runtime; use "
+            "reference, sage, sage-flownet or sage-kernel, or add the method"
+        )
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")
+    if getattr(target, "one_process_at_a_time", False) and workers not in ("", "0", "1"):
+        raise ValueError(
+            f"{where}: target {spec!r} binds a fixed port, so two pytest-xdist workers "
+            f"(-n {workers}) cannot run it at once; run these tests without -n"
+        )
+    return target, None
 
 
 def _marker_values(
     item: pytest.Item, settings: _Settings, where: str
-) -> tuple[float, tuple[str, ...], type[Dispatcher] | None]:
+) -> tuple[float, tuple[str, ...], type[Dispatcher] | None, str]:
     """The marker's settings over the session's; ``ValueError`` names what is wrong."""
     from .contract import parse_properties
     from .reference import Dispatcher
@@ -435,7 +574,21 @@ def _marker_values(
             f"{where}: dispatcher={dispatcher!r} is not a subclass of "
             "sage_lifecycle.reference.Dispatcher"
         )
-    return deadline, properties, dispatcher
+    spec = kwargs.get("target")
+    if spec is None:
+        spec = settings.target
+    elif not isinstance(spec, str):
+        raise ValueError(
+            f"{where}: target={spec!r} is not a target name; expected for example target='sage'"
+        )
+    else:
+        from .target import TargetError, validate_target_spec
+
+        try:
+            validate_target_spec(spec)
+        except TargetError as exc:
+            raise ValueError(f"{where} (target=...): {exc}") from None
+    return deadline, properties, dispatcher, spec
 
 
 def _session(request: pytest.FixtureRequest) -> _Session:
@@ -459,11 +612,9 @@ def lifecycle_trace(request: pytest.FixtureRequest) -> Trace:
     return _session(request).trace
 
 
-def _make_env(session: _Session, name: str, **kwargs: Any) -> LocalEnvironment:
-    from .reference import LocalEnvironment
-
+def _make_env(session: _Session, name: str, **kwargs: Any) -> Any:
     # Numbered within the test, so a job's id never depends on which tests ran before.
-    job = kwargs.setdefault("job", f"{name}#{len(session.envs) + 1}")
+    job = kwargs.setdefault("job", f"{name}#{len(session.jobs) + 1}")
     if "deadline" not in kwargs:
         # Half of what is left before pytest-timeout fires: the wait's own deadline
         # then ends a hang with the story, and the teardown still fits after it.
@@ -476,27 +627,49 @@ def _make_env(session: _Session, name: str, **kwargs: Any) -> LocalEnvironment:
                 f"{session.deadline:g} s to {fit:.3g} s to fit the test's pytest-timeout"
             )
         kwargs["deadline"] = max(fit, 0.001)
-    if session.dispatcher is not None:
-        kwargs.setdefault("dispatcher_class", session.dispatcher)
-    env = LocalEnvironment(name, observer=session.trace, **kwargs)
-    session.envs.append(env)
-    return env
+    handle: _Job
+    if session.target is not None:
+        from .observe import RuntimeJob
+
+        deadline = kwargs.pop("deadline")
+        kwargs.pop("job")
+        handle = RuntimeJob(
+            session.target,
+            name=name,
+            job=job,
+            trace=session.trace,
+            deadline=deadline,
+            budget=session.budget,
+            env_kwargs=kwargs,
+        )
+    else:
+        from .reference import LocalEnvironment
+
+        if session.dispatcher is not None:
+            kwargs.setdefault("dispatcher_class", session.dispatcher)
+        handle = _ReferenceJob(LocalEnvironment(name, observer=session.trace, **kwargs))
+    session.jobs.append(handle)
+    return handle.observed
 
 
 @pytest.fixture
 def lifecycle_env_factory(
     request: pytest.FixtureRequest,
-) -> Generator[Callable[..., LocalEnvironment], None, None]:
-    """Make reference ``LocalEnvironment`` jobs that are checked when the test ends.
+) -> Generator[Callable[..., Any], None, None]:
+    """Make jobs that are checked when the test ends.
 
     Call it as ``lifecycle_env_factory("name", **kwargs)``; every job shares
-    ``lifecycle_trace``. After the test body, each job still running is stopped and
-    the whole trace is checked against the lifecycle contract: a violation fails the
-    test with the property, the witness events and the timeline.
+    ``lifecycle_trace``. On the reference (the default) each is a reference
+    ``LocalEnvironment``; with a target (``@pytest.mark.lifecycle(target="sage")`` or
+    ``--lifecycle-target``) it is that runtime's own environment, ``kwargs`` going to
+    its constructor, with what the test registers and builds observed. After the test
+    body, each job still running is stopped and the whole trace is checked against the
+    lifecycle contract: a violation fails the test with the property, the witness
+    events and the timeline.
     """
     session = _session(request)
 
-    def make(name: str | None = None, **kwargs: Any) -> LocalEnvironment:
+    def make(name: str | None = None, **kwargs: Any) -> Any:
         return _make_env(session, name or request.node.name, **kwargs)
 
     yield make
@@ -507,17 +680,19 @@ def lifecycle_env_factory(
 
 
 @pytest.fixture
-def lifecycle_env(
-    lifecycle_env_factory: Callable[..., LocalEnvironment],
-) -> LocalEnvironment:
-    """A fresh reference ``LocalEnvironment`` whose trace is checked at teardown.
+def lifecycle_env(lifecycle_env_factory: Callable[..., Any]) -> Any:
+    """A fresh job environment whose trace is checked at teardown.
 
-    It has SAGE's API (``register_service``, ``from_batch(...).map(...).sink(...)``,
-    ``submit(autostop=True)``) and records every lifecycle event into
-    ``lifecycle_trace``. After the test body the job is stopped if still running and
-    the trace is checked against the whole contract (or the properties chosen with
-    ``--lifecycle-properties`` / ``@pytest.mark.lifecycle(properties=...)``); a
-    violation fails the test with a readable timeline.
+    On the reference (the default) a reference ``LocalEnvironment``; with a target
+    (``@pytest.mark.lifecycle(target="sage")``, ``--lifecycle-target=sage`` or its ini
+    twin) that runtime's own environment (SAGE's ``LocalEnvironment``, FlowNet's, the
+    legacy line's). Either has SAGE's API (``register_service``,
+    ``from_batch(...).map(...).sink(...)``, ``submit(autostop=True)``, ``stop()``) and
+    records every lifecycle event into ``lifecycle_trace``. After the test body the
+    job is stopped if still running and the trace is checked against the whole
+    contract (or the properties chosen with ``--lifecycle-properties`` /
+    ``@pytest.mark.lifecycle(properties=...)``); a violation fails the test with a
+    readable timeline.
     """
     return lifecycle_env_factory()
 
@@ -527,9 +702,9 @@ def _close_all(session: _Session) -> list[BaseException]:
 
     session.done = True
     errors: list[BaseException] = []
-    for env in session.envs:
+    for job in session.jobs:
         try:
-            env.close(timeout=session.budget(env.deadline))
+            job.close(session.budget(job.deadline))
         except JobHangError:
             pass  # the trace holds the deadline event: no-hang reports it with stacks
         except Exception as exc:
@@ -553,7 +728,7 @@ def _interrupted(item: pytest.Item, session: _Session, why: str) -> str:
     violations = check(events, properties=session.properties, complete=False)
     ended = {e.get("begin") for e in events if e.kind is EventKind.WAIT_END}
     waiting = [e for e in events if e.kind is EventKind.WAIT_BEGIN and e.seq not in ended]
-    threads = [t for env in session.envs if env.dispatcher for t in env.dispatcher.threads()]
+    threads = [t for job in session.jobs for t in job.threads()]
     lines = [f"{why}; the lifecycle story so far:"]
     lines += [
         f"  {e.subject}() of job {e.job!r} was still waiting (event #{e.seq})" for e in waiting
@@ -564,12 +739,11 @@ def _interrupted(item: pytest.Item, session: _Session, why: str) -> str:
         else "no contract violation so far\ntimeline:\n" + format_timeline(events)
     )
     lines += [*session.notes, "stacks of the job's threads:", format_thread_stacks(threads)]
-    for env in session.envs:  # best effort, bounded: let the job's threads go
-        if env.dispatcher is not None:
-            env.dispatcher.request_stop()
-            env.dispatcher.release(_HURRY / max(1, len(session.envs)))
+    for job in session.jobs:  # best effort, bounded: let the job's threads go
+        job.hurry(_HURRY / max(1, len(session.jobs)))
     item.config.stash[_STATS].tests += 1
-    item.config.stash[_STATS].jobs += len(session.envs)
+    item.config.stash[_STATS].jobs += len(session.jobs)
+    item.config.stash[_STATS].properties.update(session.properties)
     return "\n".join(lines)
 
 
@@ -578,22 +752,10 @@ def _unended(item: pytest.Item, session: _Session) -> list[str]:
 
     Either way the verdict would not be about what the test meant: a job never
     submitted was never checked, and what a job left running did depends on when
-    teardown happened to stop it. So both fail the test, every time.
+    teardown happened to stop it. So both fail the test, every time (a job left running
+    is still stopped at teardown and judged on that stop).
     """
-    problems = []
-    for env in session.envs:
-        if env.dispatcher is None and env.built:
-            problems.append(
-                f"job {env.job!r} was built but never submitted, so nothing of it was "
-                "checked; end the test with env.submit(autostop=True)"
-            )
-        elif env.dispatcher is not None and not env.dispatcher.waited:
-            problems.append(
-                f"job {env.job!r} was submitted without autostop and never ended, so what it "
-                "did depends on when teardown stopped it; end it in the test with "
-                "env.submit(autostop=True), env.stop() or env.close()"
-            )
-    return problems
+    return [problem for job in session.jobs if (problem := job.problem()) is not None]
 
 
 def _finish(
@@ -604,24 +766,19 @@ def _finish(
 
     unended = [] if body_failed else _unended(item, session)
     errors = _close_all(session)
-    for env in session.envs:  # a wait that returned early: let the trace show the rest
-        if env.dispatcher is not None:
-            env.dispatcher.settle(session.budget(session.deadline) / 2)
+    for job in session.jobs:  # a wait that returned early: let the trace show the rest
+        job.settle(session.budget(session.deadline) / 2)
     events = session.trace.events()
     violations = check(events, properties=session.properties)
     # Only now, with the verdict taken, let a misbehaving job end so no thread outlives
     # the test; what this records comes after the trace that was checked.
     grace = session.budget(session.deadline)
-    stuck = [
-        t.name
-        for env in session.envs
-        if env.dispatcher is not None
-        for t in env.dispatcher.release(grace)
-    ]
+    stuck = [name for job in session.jobs for name in job.release(grace)]
     item.ihook.pytest_lifecycle_checked(item=item, events=events, violations=violations)
     stats = item.config.stash[_STATS]
     stats.tests += 1
-    stats.jobs += len(session.envs)
+    stats.jobs += len(session.jobs)
+    stats.properties.update(session.properties)
     stats.unended += len(unended)
     for v in violations:
         stats.by_property[v.property] = stats.by_property.get(v.property, 0) + 1
@@ -749,7 +906,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         verdict += f"; {_plural(stats.unended, 'job')} never submitted or never ended"
     terminalreporter.write_line(
         f"lifecycle: {_plural(stats.tests, 'test')} with {_plural(stats.jobs, 'job')} checked "
-        f"against {_plural(len(settings.properties), 'property', 'properties')}: {verdict}"
+        f"against {_plural(len(stats.properties), 'property', 'properties')}: {verdict}"
     )
 
 

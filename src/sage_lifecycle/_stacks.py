@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Iterable
 
-__all__ = ["format_thread_stacks"]
+__all__ = ["format_thread_stacks", "still_alive"]
 
 #: Thread names listed for one stack before "and N more".
 _NAMES = 8
@@ -61,3 +62,12 @@ def render_stacks(entries: Iterable[tuple[str, bool, str]], *, limit: int = _LIM
         parts.append(part)
         size += len(part)
     return "\n".join(parts)
+
+
+def still_alive(threads: Iterable[threading.Thread], grace: float) -> list[threading.Thread]:
+    """Give ``threads`` ``grace`` seconds in all to end; the ones still alive after it."""
+    chosen = list(threads)
+    end = time.monotonic() + grace
+    for t in chosen:
+        t.join(max(0.0, end - time.monotonic()))
+    return [t for t in chosen if t.is_alive()]

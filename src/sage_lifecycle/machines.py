@@ -47,7 +47,7 @@ from hypothesis.stateful import (
     rule,
 )
 
-from ._stacks import format_thread_stacks
+from ._stacks import format_thread_stacks, still_alive
 from .clock import VirtualClock
 from .contract import PROPERTIES, Violation, check
 from .probes import InjectedFault, Probes
@@ -805,12 +805,8 @@ class LifecycleMachine(RuleBasedStateMachine):
             and t is not self.runner
             and not (allow and t.name.startswith(allow))
         ]
-        end = time.monotonic() + grace
-        for t in new:
-            t.join(max(0.0, end - time.monotonic()))
-        for t in new:
-            if t.is_alive():
-                self.probes.record(EventKind.THREAD_ALIVE, t.name)
+        for t in still_alive(new, grace):
+            self.probes.record(EventKind.THREAD_ALIVE, t.name)
 
     def _check_ran(self) -> None:
         """The target ran what it was given: every service constructed (unless the target

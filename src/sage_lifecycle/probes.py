@@ -31,6 +31,7 @@ from .trace import Event, EventKind, Trace, describe_error
 
 __all__ = [
     "ROUNDS",
+    "FailureLog",
     "InjectedFault",
     "Probes",
     "ServiceProbe",
@@ -69,6 +70,55 @@ def injected(exc: BaseException) -> bool:
     return any(isinstance(e, InjectedFault) or InjectedFault.__name__ in str(e) for e in chain(exc))
 
 
+class FailureLog:
+    """Every failure recorded, by the exception object's identity, to match what a wait
+    raised against them.
+
+    The same object can surface at several places (a setup error raised again in the
+    task that called the service): each place's event is kept, and each is matched.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._errors: dict[int, tuple[BaseException, list[int]]] = {}
+
+    def add(self, exc: BaseException, event: Event) -> None:
+        """Remember that ``event`` recorded ``exc``."""
+        with self._lock:
+            known = self._errors.get(id(exc))
+            if known is not None and known[0] is exc:
+                known[1].append(event.seq)
+            else:
+                self._errors[id(exc)] = (exc, [event.seq])
+
+    def knows(self, raised: BaseException) -> bool:
+        """Whether ``raised`` is, or carries, a failure recorded here (by identity)."""
+        with self._lock:
+            return any(id(e) in self._errors and self._errors[id(e)][0] is e for e in chain(raised))
+
+    def reported(self, raised: BaseException | None) -> tuple[int, ...]:
+        """Sequence numbers of the recorded failures that ``raised`` carries.
+
+        Matches by identity through exception groups, causes and contexts, and, for
+        runtimes that re-wrap errors, by the failure's text appearing in the message.
+        """
+        if raised is None:
+            return ()
+        found: set[int] = set()
+        texts: list[str] = []
+        with self._lock:
+            errors = dict(self._errors)
+        for exc in chain(raised):
+            texts.append(str(exc))
+            if id(exc) in errors and errors[id(exc)][0] is exc:
+                found.update(errors[id(exc)][1])
+        blob = "\n".join(texts)
+        for exc, seqs in errors.values():
+            if str(exc) and str(exc) in blob:
+                found.update(seqs)
+        return tuple(sorted(found))
+
+
 #: How many rounds of its items an unbounded source emits, each ended at a gate, before
 #: it only waits for the stop.
 ROUNDS = 3
@@ -94,10 +144,7 @@ class Probes:
         #: The harness's scheduler, when the job runs on a schedule (virtual time only):
         #: :meth:`point` parks there until it lets the thread go.
         self.scheduler: Scheduler | None = None
-        # Every failure recorded, by the exception object's identity: the same object can
-        # surface at several places (a setup error raised again in the task that called
-        # the service), and each of them is matched against what the wait raised.
-        self._errors: dict[int, tuple[BaseException, list[int]]] = {}
+        self.failures = FailureLog()
         #: Each gate's rank: its owner's (see :class:`~sage_lifecycle.topology.Topology`).
         self.ranks: dict[str, int] = {}
         position = itertools.count()
@@ -160,32 +207,12 @@ class Probes:
     ) -> BaseException:
         """Record a failure event for ``exc`` and remember it, to match what the wait raises."""
         event = self.record(kind, subject, error=describe_error(exc), **data)
-        known = self._errors.get(id(exc))
-        if known is not None and known[0] is exc:
-            known[1].append(event.seq)
-        else:
-            self._errors[id(exc)] = (exc, [event.seq])
+        self.failures.add(exc, event)
         return exc
 
     def reported(self, raised: BaseException | None) -> tuple[int, ...]:
-        """Sequence numbers of the recorded failures that ``raised`` carries.
-
-        Matches by identity through exception groups, causes and contexts, and, for
-        runtimes that re-wrap errors, by the failure's text appearing in the message.
-        """
-        if raised is None:
-            return ()
-        found: set[int] = set()
-        texts: list[str] = []
-        for exc in chain(raised):
-            texts.append(str(exc))
-            if id(exc) in self._errors and self._errors[id(exc)][0] is exc:
-                found.update(self._errors[id(exc)][1])
-        blob = "\n".join(texts)
-        for exc, seqs in self._errors.values():
-            if str(exc) and str(exc) in blob:
-                found.update(seqs)
-        return tuple(sorted(found))
+        """Sequence numbers of the recorded failures that ``raised`` carries."""
+        return self.failures.reported(raised)
 
     # -- gates ---------------------------------------------------------------------
     def _gate(self, name: str, rank: int) -> Gate:

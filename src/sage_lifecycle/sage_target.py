@@ -246,23 +246,36 @@ class SageTarget:
     def __init__(self) -> None:
         sage = _import_current(self.name)
         self._classes = _adapters("current", sage)
-        self._Environment: Callable[[str], Any] = sage[self._environment]
+        self._Environment: Callable[..., Any] = sage[self._environment]
+        #: The runtime's service base class: its methods are SAGE's, not the user's.
+        self.service_bases: tuple[type[Any], ...] = (sage["BaseService"],)
         self.env: Any = None
 
+    def environment(self, name: str, **kwargs: Any) -> Any:
+        """A fresh SAGE environment named ``name`` (``kwargs`` go to its constructor),
+        its logger routed to the log file before it first logs: the conformance jobs'
+        and the fixtures' one way to make one."""
+        _route_logger("sage")
+        return self._Environment(name, **kwargs)
+
     def build(self, probes: Probes) -> None:
-        _route_logger("sage")  # the environment's own logger, before it first logs
-        env = self._Environment(_env_name(probes))
+        env = self.environment(_env_name(probes))
         _build_pipelines(env, probes, self._classes)
-        # Loggers SAGE made while building, and the ones it names for this job's stages
-        # and services when it runs them: routed to the log file before they print.
-        for name in self._logger_names(env, probes):
-            _route_logger(name)
-        _route_current_sage_loggers()
+        self.route_logs(env)
         self.env = env
 
+    def route_logs(self, env: Any) -> None:
+        """Route to the log file the loggers SAGE made while building ``env``, and the
+        ones it names for the job's stages and services when it runs them, before they
+        print (call it before the job runs, and again after each call into SAGE)."""
+        for name in self._logger_names(env):
+            _route_logger(name)
+        _route_current_sage_loggers()
+
     @staticmethod
-    def _logger_names(env: Any, probes: Probes) -> list[str]:
-        names = ["sage", "JobManager", env.name, *probes.services]
+    def _logger_names(env: Any) -> list[str]:
+        services = list(getattr(env, "service_factories", {}) or {})
+        names = ["sage", "JobManager", env.name, *services]
         for transformation in env.pipeline:
             basename = getattr(transformation, "basename", None)
             if basename:
@@ -300,9 +313,11 @@ class SageTarget:
         self.env.close()
 
     def release(self) -> None:
-        env = self.env
-        if env is None:
-            return
+        if self.env is not None:
+            self.release_environment(self.env)
+
+    def release_environment(self, env: Any) -> None:
+        """Free what SAGE holds for ``env``, best effort, even after a hang."""
         try:
             if self._environment == "FlowNetEnvironment" or getattr(env, "env_uuid", None):
                 env.close()
@@ -358,14 +373,22 @@ class SageKernelTarget:
         _prepare_kernel_process()
         self._classes = _adapters("kernel", sage)
         self._LocalEnvironment = sage["LocalEnvironment"]
+        #: The runtime's service base class: its methods are SAGE's, not the user's.
+        self.service_bases: tuple[type[Any], ...] = (sage["BaseService"],)
         self.env: Any = None
 
-    def build(self, probes: Probes) -> None:
-        env = self._LocalEnvironment(_env_name(probes))
-        # The JobManager singleton installs signal handlers: create it here, on the
-        # thread that builds the job (the main thread), before wait() runs elsewhere.
+    def environment(self, name: str, **kwargs: Any) -> Any:
+        """A fresh legacy ``LocalEnvironment`` named ``name``: the conformance jobs' and
+        the fixtures' one way to make one. The JobManager singleton installs signal
+        handlers: it is created here, on the thread that builds the job (the main
+        thread), before any wait runs elsewhere."""
+        env = self._LocalEnvironment(name, **kwargs)
         if threading.current_thread() is threading.main_thread():
             _ = env.jobmanager
+        return env
+
+    def build(self, probes: Probes) -> None:
+        env = self.environment(_env_name(probes))
         _build_pipelines(env, probes, self._classes)
         self.env = env
 
@@ -373,9 +396,14 @@ class SageKernelTarget:
         self.env.submit(autostop=True)
 
     def release(self) -> None:
-        if self.env is not None and getattr(self.env, "env_uuid", None):
+        if self.env is not None:
+            self.release_environment(self.env)
+
+    def release_environment(self, env: Any) -> None:
+        """Free what SAGE holds for ``env``, best effort, even after a hang."""
+        if getattr(env, "env_uuid", None):
             try:
-                self.env.close()
+                env.close()
             except Exception as exc:
                 warnings.warn(
                     f"SAGE's env.close() failed while releasing the job: "

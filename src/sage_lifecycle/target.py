@@ -275,6 +275,8 @@ def _as_target(obj: Any, spec: str) -> Target:
     if isinstance(obj, type) or (callable(obj) and not isinstance(obj, Target)):
         try:
             candidate = obj()
+        except ImportError as exc:  # a runtime not installed: its own message says what to do
+            raise TargetError(f"target {spec!r}: {exc}") from None
         except Exception as exc:
             raise TargetError(
                 f"target {spec!r}: calling {obj!r} to make a Target failed: "

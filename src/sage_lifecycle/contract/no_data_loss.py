@@ -66,7 +66,7 @@ def check(events: Sequence[Event], *, complete: bool = True) -> list[Violation]:
     uninjected: dict[str, Event] = {}
     for e in events:
         if e.kind is EventKind.TASK_ERROR:
-            node = node_of.get(e.subject, e.subject)
+            node = str(e.get("node", node_of.get(e.subject, e.subject)))
             if e.get("injected", True):
                 failed.add(node)
             else:

@@ -125,12 +125,13 @@ class RuntimeContext:
     def call_service(
         self,
         name: str,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        *,
-        method: str | None,
-        timeout: float | None,
+        *args: Any,
+        timeout: float | None = None,
+        method: str | None = None,
+        **kwargs: Any,
     ) -> Any:
+        """Call ``method`` of service ``name``: SAGE's context signature, so functions and
+        services written on SAGE's own base classes run on the reference too."""
         return self.dispatcher.call_service(
             self.owner, name, args, kwargs, method=method, timeout=timeout
         )

@@ -51,7 +51,8 @@ class ServiceCaller:
                 def execute(self, data):
                     return self.call_service("db", data, method="get")
         """
-        return _require_ctx(self).call_service(name, args, kwargs, method=method, timeout=timeout)
+        ctx = _require_ctx(self)
+        return ctx.call_service(name, *args, method=method, timeout=timeout, **kwargs)
 
 
 class BaseFunction(ServiceCaller):
