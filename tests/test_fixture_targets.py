@@ -540,3 +540,69 @@ def test_job(lifecycle_env):
             "two pytest-xdist workers (-n 2) cannot run it at once; run these tests without -n"
         ]
     )
+
+
+@needs_current
+def test_on_sage_a_stream_whose_sink_calls_a_service_dies_of_recursion_unreported(
+    pytester: pytest.Pytester,
+) -> None:
+    # Found by the fixtures (not by the conformance topologies, whose streams are a few
+    # items long): while a service call waits, SAGE 0.3 pumps the stream's source on the
+    # same thread, and the sink's next call pumps again. After about a hundred items the
+    # source thread dies of RecursionError, which SAGE logs; stop() returns normally.
+    pytester.makepyfile(
+        """
+from sage.foundation.core import SinkFunction, SourceFunction
+from sage.runtime import BaseService
+from sage_lifecycle import EventKind
+
+ITEMS = 1000
+
+
+class Store(BaseService):
+    def put(self, row):
+        return row
+
+
+class Put(SinkFunction):
+    def execute(self, data):
+        self.call_service("store", data, method="put")
+
+
+class Feed(SourceFunction):
+    def __init__(self):
+        super().__init__()
+        self.n = 0
+
+    def execute(self):
+        if self.n == ITEMS:
+            return None
+        self.n += 1
+        return self.n
+
+
+def all_sent_or_failed(events):
+    emitted = sum(e.kind is EventKind.ITEM_EMIT for e in events)
+    return emitted == ITEMS or any(e.kind is EventKind.TASK_ERROR for e in events)
+
+
+def test_stream(lifecycle_env, lifecycle_trace):
+    lifecycle_env.register_service("store", Store)
+    lifecycle_env.from_source(Feed).sink(Put)
+    lifecycle_env.submit(autostop=False)
+    assert lifecycle_trace.wait_for(all_sent_or_failed, timeout=30)
+    lifecycle_env.stop()
+"""
+    )
+    result = pytester.runpytest_subprocess(
+        "-p", "sage_lifecycle", "--lifecycle-target=sage", "-p", "no:cacheprovider"
+    )
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "failure-isolation [[]job test_stream#1[]]: task.error of 'sink1:Put[[]0[]]' failed "
+            "with RecursionError: maximum recursion depth exceeded*, but stop() did not "
+            "report it"
+        ]
+    )
+    assert result.stdout.str().count("failure-isolation [job test_stream#1]") == 1

@@ -8,6 +8,7 @@ violation it shows is produced by running that same block on a buggy dispatcher.
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import shlex
 import subprocess
@@ -20,9 +21,21 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.DOTALL | re.MULTILINE)
 
 
-def blocks(language: str) -> list[str]:
+SAGE_SUITE = "## Using it in SAGE's own test suite"
+
+
+def _sections() -> tuple[str, str]:
+    """The README but the SAGE-suite section, and that section (its blocks run apart)."""
     text = README.read_text(encoding="utf-8")
-    setup = text.index("## Set-up")
+    start = text.index(SAGE_SUITE)
+    end = text.index("\n## ", start + 1)
+    return text[:start] + text[end:], text[start:end]
+
+
+def blocks(language: str, *, sage_suite: bool = False) -> list[str]:
+    rest, suite = _sections()
+    text = suite if sage_suite else rest
+    setup = text.index("## Set-up") if not sage_suite else -1000
     return [
         m.group(2)
         for m in FENCE.finditer(text)
@@ -30,8 +43,10 @@ def blocks(language: str) -> list[str]:
     ]
 
 
-def commands() -> list[str]:
-    lines = [line.strip() for block in blocks("sh") for line in block.splitlines()]
+def commands(*, sage_suite: bool = False) -> list[str]:
+    lines = [
+        line.strip() for block in blocks("sh", sage_suite=sage_suite) for line in block.splitlines()
+    ]
     return [line for line in lines if line and not line.startswith("#")]
 
 
@@ -39,6 +54,8 @@ def test_the_readme_has_the_blocks_this_file_runs() -> None:
     assert len(blocks("python")) == 1
     assert any(c.startswith("sage-lifecycle") for c in commands())
     assert any(c.startswith("pytest") for c in commands())
+    assert len(blocks("python", sage_suite=True)) == 2  # the conftest line, the test module
+    assert len(commands(sage_suite=True)) == 2
 
 
 @pytest.mark.parametrize("command", commands())
@@ -96,3 +113,40 @@ def _shape(text: str) -> str:
     depends on how far the job's threads got after the early return.
     """
     return re.sub(r"\s+", " ", re.sub(r"\d+(?:\.\d+)?", "N", text))
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not _installed("sage.runtime"), reason="needs the [sage] extra (isage)")
+def test_the_sage_suite_example_passes_on_the_reference_and_shows_what_sage_does_wrong(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conftest, example = blocks("python", sage_suite=True)
+    pytester.makeconftest(conftest)
+    pytester.makepyfile(test_index=example)
+    # Autoload off: the conftest line is what loads the plugin, as the README says.
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+    on_reference, on_sage = commands(sage_suite=True)
+    assert "--lifecycle-target" not in on_reference
+    assert "--lifecycle-target=sage" in on_sage
+
+    def run(command: str) -> pytest.RunResult:
+        tool, *args = shlex.split(command)
+        assert tool == "pytest", f"README command {command!r}: unexpected program"
+        return pytester.run(sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args)
+
+    passed = run(on_reference)
+    passed.assert_outcomes(passed=2)
+    failed = run(on_sage)
+    failed.assert_outcomes(failed=2)
+    rest = README.read_text(encoding="utf-8").split(SAGE_SUITE)[1]
+    shown = rest[rest.index("and both fail") :].split("```")[1].strip().splitlines()
+    out = failed.stdout.str()
+    for line in shown:
+        if line.strip() != "...":
+            assert _shape(line) in _shape(out), f"README line not in the output: {line!r}"

@@ -28,6 +28,9 @@ A task error is the user's (intended, as on the reference) unless it came out of
 ``call_service`` and is not an error the service's own code raised: then it is the
 runtime's own failure (``injected=false``), evidence against the runtime.
 
+The wrappers hide their frames from pytest's tracebacks (``__tracebackhide__``), so a
+failure shows the user's code and the runtime's, as without the fixtures.
+
 The runtime's own parts are used as they are (its lambda wrappers, its batch sources
 for a list); the fixtures replace a stage's ``function_class`` with the observing
 subclass right after the runtime declared it, before anything was made from it.
@@ -186,23 +189,20 @@ def _like(cls: type[Any], namespace: dict[str, Any]) -> type[Any]:
 
 
 def _service_methods(cls: type[Any], runtime_bases: tuple[type[Any], ...]) -> list[str]:
-    """The public methods of the user's service class: not the runtime base's, not its
-    lifecycle hooks."""
-    skip = set(dir(object))
-    for base in runtime_bases:
-        if issubclass(cls, base):
-            skip |= set(dir(base))
+    """The public methods of the user's service class: every one its own classes define
+    (or override), but the runtime's lifecycle hooks."""
+    theirs = {klass for base in runtime_bases if issubclass(cls, base) for klass in base.__mro__}
+    theirs.add(object)
     names = []
     for name in dir(cls):
-        if name.startswith("_") or name in skip or name in _LIFECYCLE:
+        if name.startswith("_") or name in _LIFECYCLE:
             continue
-        for klass in cls.__mro__:
-            if name in vars(klass):
-                if callable(vars(klass)[name]) and not isinstance(
-                    vars(klass)[name], (staticmethod, classmethod, type)
-                ):
-                    names.append(name)
-                break
+        owner = next((k for k in cls.__mro__ if name in vars(k)), None)
+        if owner is None or owner in theirs:
+            continue
+        value = vars(owner)[name]
+        if callable(value) and not isinstance(value, (staticmethod, classmethod, type)):
+            names.append(name)
     return names
 
 
@@ -212,6 +212,7 @@ def observe_service(
     """The observing subclass of the service class ``cls`` registered as ``name``."""
 
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        __tracebackhide__ = True
         inside = rec.inside()
         inside.add(name)
         try:
@@ -227,6 +228,7 @@ def observe_service(
         original = getattr(cls, hook, None)
 
         def run(self: Any, *args: Any, **kwargs: Any) -> Any:
+            __tracebackhide__ = True
             rec.record(begin, name)
             inside = rec.inside()
             inside.add(name)
@@ -251,6 +253,7 @@ def observe_service(
         original = getattr(cls, attr)
 
         def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+            __tracebackhide__ = True
             inside = rec.inside()
             if name in inside:  # the service's own code calling itself
                 return original(self, *args, **kwargs)
@@ -297,6 +300,7 @@ def observe_function(cls: type[Any], node: str, role: str, rec: _Recorder) -> ty
     original = cls.execute
 
     def guarded(self: Any, body: Callable[[], Any]) -> Any:
+        __tracebackhide__ = True
         task = rec.task(self, node)
         local = rec._local
         outer = getattr(local, "task", None)
@@ -304,14 +308,20 @@ def observe_function(cls: type[Any], node: str, role: str, rec: _Recorder) -> ty
         try:
             return body()
         except Exception as exc:
-            mark = {"injected": False} if rec.by_runtime(exc) else {}
-            rec.failure(EventKind.TASK_ERROR, task, exc, node=node, **mark)
+            # Once per error: a runtime that runs a task inside another's call (SAGE 0.3
+            # pumps a stream's source while a service call waits) nests the same error.
+            if not rec.failures.has(exc):
+                mark = {"injected": False} if rec.by_runtime(exc) else {}
+                rec.failure(EventKind.TASK_ERROR, task, exc, node=node, **mark)
             raise
         finally:
             local.task = outer
 
     def source(self: Any, *args: Any, **kwargs: Any) -> Any:
+        __tracebackhide__ = True
+
         def body() -> Any:
+            __tracebackhide__ = True
             value = original(self, *args, **kwargs)
             if value is not None and not _is_stop_signal(value):
                 rec.emit(node, value)
@@ -320,9 +330,11 @@ def observe_function(cls: type[Any], node: str, role: str, rec: _Recorder) -> ty
         return guarded(self, body)
 
     def map_(self: Any, data: Any, *args: Any, **kwargs: Any) -> Any:
+        __tracebackhide__ = True
         key = rec.take(node, data)
 
         def body() -> Any:
+            __tracebackhide__ = True
             value = original(self, data, *args, **kwargs)
             rec.hand_on(node, value, key)
             return value
@@ -330,9 +342,11 @@ def observe_function(cls: type[Any], node: str, role: str, rec: _Recorder) -> ty
         return guarded(self, body)
 
     def filter_(self: Any, data: Any, *args: Any, **kwargs: Any) -> Any:
+        __tracebackhide__ = True
         key = rec.take(node, data)
 
         def body() -> Any:
+            __tracebackhide__ = True
             keep = original(self, data, *args, **kwargs)
             if keep:
                 rec.hand_on(node, data, key)
@@ -343,9 +357,11 @@ def observe_function(cls: type[Any], node: str, role: str, rec: _Recorder) -> ty
         return guarded(self, body)
 
     def sink(self: Any, data: Any, *args: Any, **kwargs: Any) -> Any:
+        __tracebackhide__ = True
         key = rec.take(node, data)
 
         def body() -> Any:
+            __tracebackhide__ = True
             if key is not None:
                 rec.record(EventKind.ITEM_SINK, rec.task(self, node), node=node, item=key)
             return original(self, data, *args, **kwargs)
@@ -365,6 +381,7 @@ def observe_function(cls: type[Any], node: str, role: str, rec: _Recorder) -> ty
     if callable(calls):
 
         def call_service(self: Any, service_name: str, *args: Any, **kwargs: Any) -> Any:
+            __tracebackhide__ = True
             task = rec.task(self, node)
             rec.push_caller(service_name, task)
             try:
@@ -405,6 +422,7 @@ class ObservedStream:
         self._ancestors = ancestors
 
     def _add(self, role: str, function: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        __tracebackhide__ = True
         stream = self._job.declare(
             role,
             function,
@@ -415,14 +433,17 @@ class ObservedStream:
 
     def map(self, function: Any, *args: Any, **kwargs: Any) -> Any:
         """The runtime's ``map``, observed."""
+        __tracebackhide__ = True
         return self._add("map", function, args, kwargs)
 
     def filter(self, function: Any, *args: Any, **kwargs: Any) -> Any:
         """The runtime's ``filter``, observed."""
+        __tracebackhide__ = True
         return self._add("filter", function, args, kwargs)
 
     def sink(self, function: Any, *args: Any, **kwargs: Any) -> Any:
         """The runtime's ``sink``, observed."""
+        __tracebackhide__ = True
         return self._add("sink", function, args, kwargs)
 
     def __getattr__(self, name: str) -> Any:
@@ -438,30 +459,37 @@ class ObservedEnvironment:
 
     def register_service(self, name: str, service_class: Any, *args: Any, **kwargs: Any) -> Any:
         """The runtime's ``register_service``, with the service class observed."""
+        __tracebackhide__ = True
         return self._lifecycle_job.register_service(name, service_class, args, kwargs)
 
     def from_batch(self, source: Any, *args: Any, **kwargs: Any) -> Any:
         """The runtime's ``from_batch``, its source observed."""
+        __tracebackhide__ = True
         return self._lifecycle_job.source("from_batch", source, args, kwargs)
 
     def from_source(self, source: Any, *args: Any, **kwargs: Any) -> Any:
         """The runtime's ``from_source`` (streaming), its source observed."""
+        __tracebackhide__ = True
         return self._lifecycle_job.source("from_source", source, args, kwargs)
 
     def from_collection(self, source: Any, *args: Any, **kwargs: Any) -> Any:
         """The runtime's ``from_collection``, its source observed."""
+        __tracebackhide__ = True
         return self._lifecycle_job.source("from_collection", source, args, kwargs)
 
     def submit(self, autostop: bool = False, **kwargs: Any) -> Any:
         """The runtime's ``submit``: with ``autostop=True`` the job's ending call."""
+        __tracebackhide__ = True
         return self._lifecycle_job.submit(autostop, kwargs)
 
     def stop(self, *args: Any, **kwargs: Any) -> Any:
         """The runtime's ``stop()``: an ending call."""
+        __tracebackhide__ = True
         return self._lifecycle_job.end("stop", args, kwargs)
 
     def close(self, *args: Any, **kwargs: Any) -> Any:
         """The runtime's ``close()``: an ending call."""
+        __tracebackhide__ = True
         return self._lifecycle_job.end("close", args, kwargs)
 
     def __getattr__(self, name: str) -> Any:
@@ -518,6 +546,7 @@ class RuntimeJob:
     def register_service(
         self, name: str, cls: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
+        __tracebackhide__ = True
         if isinstance(cls, type):
             bases = tuple(getattr(self.target, "service_bases", ()))
             cls = observe_service(cls, name, self.rec, bases)
@@ -528,6 +557,7 @@ class RuntimeJob:
     def source(
         self, how: str, source: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> ObservedStream:
+        __tracebackhide__ = True
         if how == "from_source":
             self.streaming = True
         return self.declare(
@@ -538,6 +568,7 @@ class RuntimeJob:
         self, role: str, function: Any, add: Callable[[], Any], ancestors: tuple[str, ...]
     ) -> ObservedStream:
         """Add a stage with the runtime's own call ``add``, then observe its function."""
+        __tracebackhide__ = True
         pipeline = self.env.pipeline
         before = len(pipeline)
         stream = add()
@@ -569,20 +600,31 @@ class RuntimeJob:
         self._threads_before = set(threading.enumerate())
 
     def submit(self, autostop: bool, kwargs: dict[str, Any]) -> Any:
+        __tracebackhide__ = True
         self._start()
+
+        def submit() -> Any:
+            __tracebackhide__ = True
+            return self.env.submit(autostop=autostop, **kwargs)
+
         if autostop:
-            return self._ending("submit", lambda: self.env.submit(autostop=True, **kwargs))
-        return self._call_within_deadline(
-            "submit", lambda: self.env.submit(autostop=False, **kwargs), recorded=False
-        )
+            return self._ending("submit", submit)
+        return self._call_within_deadline("submit", submit, recorded=False)
 
     def end(self, how: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        __tracebackhide__ = True
         if not self.submitted:  # nothing runs: the runtime's own answer, unrecorded
             return getattr(self.env, how)(*args, **kwargs)
-        return self._ending(how, lambda: getattr(self.env, how)(*args, **kwargs))
+
+        def end() -> Any:
+            __tracebackhide__ = True
+            return getattr(self.env, how)(*args, **kwargs)
+
+        return self._ending(how, end)
 
     def _ending(self, subject: str, call: Callable[[], Any]) -> Any:
         """Run an ending call as a recorded wait, then check the job's threads once."""
+        __tracebackhide__ = True
         try:
             return self._call_within_deadline(subject, call, recorded=True)
         finally:
@@ -592,6 +634,7 @@ class RuntimeJob:
     def _call_within_deadline(
         self, subject: str, call: Callable[[], Any], *, recorded: bool
     ) -> Any:
+        __tracebackhide__ = True
         from .reference import JobHangError
 
         rec = self.rec
@@ -600,6 +643,7 @@ class RuntimeJob:
         box: dict[str, Any] = {}
 
         def run() -> None:
+            __tracebackhide__ = True
             try:
                 box["value"] = call()
             except BaseException as exc:

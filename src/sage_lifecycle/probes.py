@@ -91,6 +91,12 @@ class FailureLog:
             else:
                 self._errors[id(exc)] = (exc, [event.seq])
 
+    def has(self, exc: BaseException) -> bool:
+        """Whether this very exception object was recorded (its chain not searched)."""
+        with self._lock:
+            known = self._errors.get(id(exc))
+            return known is not None and known[0] is exc
+
     def knows(self, raised: BaseException) -> bool:
         """Whether ``raised`` is, or carries, a failure recorded here (by identity)."""
         with self._lock:

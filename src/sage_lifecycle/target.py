@@ -84,6 +84,16 @@ class Target(Protocol):
     ``one_process_at_a_time = True`` if two processes cannot run it at once (a fixed
     port): the conformance suite then refuses pytest-xdist with a usage error.
 
+    The ``lifecycle_env`` fixtures run a test's own job on a target that has
+    ``environment(name, **kwargs)``: a fresh environment of its runtime with SAGE's API
+    (``register_service``, ``from_batch``/``from_source``, ``map``/``filter``/``sink``,
+    ``submit``, ``stop``, ``close``; each stage appended to ``env.pipeline`` with a
+    ``function_class``), prepared for a test process as the conformance jobs are. It may
+    also have ``service_bases`` (its service base classes: their methods are the
+    runtime's, not calls into the user's service), ``route_logs(env)`` (called before
+    the job runs and after each ending call) and ``release_environment(env)`` (after the
+    verdict, best effort). See :mod:`sage_lifecycle.observe`.
+
     ``virtual_time = True`` says the runtime's threads block only in waits written in
     Python (``threading`` conditions, events, locks' ``Condition``s, ``queue.Queue``,
     ``Thread.join``, ``time.sleep``), not in C (``SimpleQueue``, a contended raw lock, a
