@@ -61,11 +61,17 @@ class _Transformation:
             upstream.downstream.append(self)
 
 
+class RefusedByRuntime(RuntimeError):
+    pass
+
+
 class _Ctx:
-    def __init__(self, services):
-        self.services = services
+    def __init__(self, services, refuses=False):
+        self.services, self.refuses = services, refuses
 
     def call_service(self, name, *args, method=None, **kwargs):
+        if self.refuses:
+            raise RefusedByRuntime(f"the runtime refused the call to {name}")
         return getattr(self.services[name], method)(*args, **kwargs)
 
 
@@ -89,14 +95,19 @@ class Stream:
 
 
 class MiniEnvironment:
-    """Runs a batch on the caller's thread; ``forgets_cleanup`` and ``cleans_late`` are
-    the two bugs it can have."""
+    """Runs a batch on the caller's thread (a "stream" runs at ``stop()``); the bugs it
+    can have: ``forgets_cleanup``, ``cleans_late``, ``refuses_calls`` (its context raises
+    its own error), ``hangs`` (until released), ``leaks`` (a thread left waiting)."""
 
     forgets_cleanup = False
     cleans_late = False
+    refuses_calls = False
+    hangs = False
+    leaks = False
 
     def __init__(self, name):
         self.name, self.pipeline, self.services = name, [], {}
+        self.released = threading.Event()
 
     def register_service(self, name, cls, *args, **kwargs):
         self.services[name] = (cls, args, kwargs)
@@ -109,25 +120,40 @@ class MiniEnvironment:
         return Stream(self, t)
 
     def submit(self, autostop=False):
+        if autostop:
+            self._run()
+
+    def stop(self):
+        self._run()
+
+    def _run(self):
+        if self.hangs:
+            self.released.wait(60)
+            return
+        if self.leaks:
+            threading.Thread(target=self.released.wait, args=(60,), name="mini-leak").start()
         services = {n: c(*a, **k) for n, (c, a, k) in self.services.items()}
         for s in services.values():
             s.setup()
-        ctx = _Ctx(services)
+        ctx = _Ctx(services, self.refuses_calls)
         made = {}
         for t in self.pipeline:
             made[id(t)] = fn = t.function_class(*t.args)
             fn.ctx = ctx
-        for t in self.pipeline:
-            if t.role == "source":
-                while (item := made[id(t)].execute()) is not None:
-                    self._push(t, item, made)
-        if self.forgets_cleanup:
-            return
-        if self.cleans_late:
-            threading.Timer(0.05, lambda: [s.cleanup() for s in services.values()]).start()
-            return
-        for s in services.values():
-            s.cleanup()
+        try:
+            for t in self.pipeline:  # as SAGE's chain: every item first, then the stages
+                if t.role == "source":
+                    items = []
+                    while (item := made[id(t)].execute()) is not None:
+                        items.append(item)
+                    for item in items:
+                        self._push(t, item, made)
+        finally:
+            if self.cleans_late:
+                threading.Timer(0.05, lambda: [s.cleanup() for s in services.values()]).start()
+            elif not self.forgets_cleanup:
+                for s in services.values():
+                    s.cleanup()
 
     def _push(self, t, item, made):
         for d in t.downstream:
@@ -157,6 +183,9 @@ class MiniTarget:
     def environment(self, name, **kwargs):
         return self.environment_class(name, **kwargs)
 
+    def release_environment(self, env):
+        env.released.set()
+
 
 class Forgetful(MiniEnvironment):
     forgets_cleanup = True
@@ -168,6 +197,30 @@ class Late(MiniEnvironment):
 
 class ForgetfulTarget(MiniTarget):
     environment_class = Forgetful
+
+
+class Refusing(MiniEnvironment):
+    refuses_calls = True
+
+
+class RefusingTarget(MiniTarget):
+    environment_class = Refusing
+
+
+class Hanging(MiniEnvironment):
+    hangs = True
+
+
+class HangingTarget(MiniTarget):
+    environment_class = Hanging
+
+
+class Leaking(MiniEnvironment):
+    leaks = True
+
+
+class LeakingTarget(MiniTarget):
+    environment_class = Leaking
 
 
 class LateTarget(MiniTarget):
@@ -254,14 +307,15 @@ def test_a_runtime_with_sages_api_is_observed_through_the_users_own_code(
             "service.setup.begin db ",
             "service.setup.end db ",
             "item.emit source0:list[[]0[]] source0:list#0",
-            "item.drop filter2:Keep[[]0[]] source0:list#0",
             "item.emit source0:list[[]0[]] source0:list#1",
+            "item.emit source0:list[[]0[]] source0:list#2",
+            "item.emit source0:list[[]0[]] source0:list#3",
+            # Each item keeps its source's key through the map, which returns a new object.
+            "item.drop filter2:Keep[[]0[]] source0:list#0",
             "item.sink sink3:Store[[]0[]] source0:list#1",
             "service.call.begin db ",  # put; its own call of size() is not a second call
             "service.call.end db ",
-            "item.emit source0:list[[]0[]] source0:list#2",
             "item.drop filter2:Keep[[]0[]] source0:list#2",
-            "item.emit source0:list[[]0[]] source0:list#3",
             "item.sink sink3:Store[[]0[]] source0:list#3",
             "service.call.begin db ",
             "service.call.end db ",
@@ -287,6 +341,104 @@ def test_a_runtime_that_never_cleans_up_or_returns_early_fails_the_users_test(
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines([f"{finding.split(' * ')[0]} [[]job test_job#1[]]: *"])
     result.stdout.fnmatch_lines([f"*{finding.split(' * ')[1]}"])
+
+
+def test_a_failure_the_runtime_raised_in_call_service_is_evidence_against_it(
+    pytester: pytest.Pytester,
+) -> None:
+    result = _mini(pytester, "RefusingTarget")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "no-data-loss [[]job test_job#1[]]: item 'source0:list#2' from 'source0:list[[]0[]]' "
+            "never reached sink 'sink3:Store' (and 1 more), after 'sink3:Store[[]0[]]' failed with "
+            "RefusedByRuntime: the runtime refused the call to db, which nobody injected",
+        ]
+    )
+
+
+def test_a_failure_the_users_own_code_raised_is_the_users(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(mini_runtime=MINI_RUNTIME)
+    pytester.makepyfile(
+        """
+import pytest
+from mini_runtime import BaseService, BaseFunction
+
+
+class Db(BaseService):
+    def put(self, value):
+        raise KeyError(value)
+
+
+class Store(BaseFunction):
+    def execute(self, data):
+        self.call_service("db", data, method="put")
+
+
+def test_job(lifecycle_env, lifecycle_trace):
+    lifecycle_env.register_service("db", Db)
+    lifecycle_env.from_batch([1, 2]).sink(Store)
+    with pytest.raises(KeyError) as raised:
+        lifecycle_env.submit(autostop=True)
+    errors = [e for e in lifecycle_trace.events() if str(e.kind) == "task.error"]
+    assert [e.get("injected", "unmarked") for e in errors] == ["unmarked"]
+    call = next(e for e in lifecycle_trace.events() if str(e.kind) == "service.call.end")
+    assert call.error == "KeyError: 1"
+"""
+    )
+    pytester.syspathinsert()
+    result = pytester.runpytest_inprocess(
+        "-p", "sage_lifecycle", "--lifecycle-target=mini_runtime:MiniTarget"
+    )
+    # The pipeline failed on the user's own error: it owes nothing, and submit raised it.
+    result.assert_outcomes(passed=1)
+
+
+def test_a_hung_ending_call_fails_with_no_hang_and_the_stacks_within_the_deadline(
+    pytester: pytest.Pytester,
+) -> None:
+    result = _mini(pytester, "HangingTarget", "--lifecycle-deadline=0.5")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*JobHangError: submit() of job 'test_job#1' did not return within its deadline "
+            "of 0.5 s*",
+            "no-hang [[]job test_job#1[]]: *",
+            "*--- thread 'lifecycle test_job#1 submit' (daemon=True) ---*",
+            "*in _run*",
+        ]
+    )
+
+
+def test_a_thread_the_job_left_running_is_a_leak(pytester: pytest.Pytester) -> None:
+    result = _mini(pytester, "LeakingTarget")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["no-thread-leak [[]job test_job#1[]]: thread 'mini-leak' was still alive *"]
+    )
+
+
+def test_a_job_left_running_is_stopped_judged_and_fails_saying_so(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        mini_runtime=MINI_RUNTIME,
+        test_left=JOB.replace("lifecycle_env.submit(autostop=True)", "lifecycle_env.submit()"),
+    )
+    pytester.syspathinsert()
+    result = pytester.runpytest_inprocess(
+        "-p", "sage_lifecycle", "--lifecycle-target=mini_runtime:ForgetfulTarget"
+    )
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "cleanup-exactly-once [[]job test_job#1[]]: service 'db' was never cleaned up",
+            "*wait.begin             stop",
+            "*job 'test_job#1' was submitted without autostop and never ended, so what it did "
+            "depends on when teardown stopped it (with stop(), the call the contract was "
+            "checked on); end it in the test with env.stop() or env.close()",
+        ]
+    )
 
 
 def test_a_target_that_cannot_run_the_users_job_says_so_once(pytester: pytest.Pytester) -> None:
