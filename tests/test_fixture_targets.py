@@ -187,44 +187,17 @@ class MiniTarget:
         env.released.set()
 
 
-class Forgetful(MiniEnvironment):
-    forgets_cleanup = True
+def _buggy(name, flag):
+    """A target whose environment has the bug ``flag``."""
+    environment = type(name, (MiniEnvironment,), {flag: True})
+    return type(f"{name}Target", (MiniTarget,), {"environment_class": environment})
 
 
-class Late(MiniEnvironment):
-    cleans_late = True
-
-
-class ForgetfulTarget(MiniTarget):
-    environment_class = Forgetful
-
-
-class Refusing(MiniEnvironment):
-    refuses_calls = True
-
-
-class RefusingTarget(MiniTarget):
-    environment_class = Refusing
-
-
-class Hanging(MiniEnvironment):
-    hangs = True
-
-
-class HangingTarget(MiniTarget):
-    environment_class = Hanging
-
-
-class Leaking(MiniEnvironment):
-    leaks = True
-
-
-class LeakingTarget(MiniTarget):
-    environment_class = Leaking
-
-
-class LateTarget(MiniTarget):
-    environment_class = Late
+ForgetfulTarget = _buggy("Forgetful", "forgets_cleanup")
+LateTarget = _buggy("Late", "cleans_late")
+RefusingTarget = _buggy("Refusing", "refuses_calls")
+HangingTarget = _buggy("Hanging", "hangs")
+LeakingTarget = _buggy("Leaking", "leaks")
 
 
 class NoEnvironment:
@@ -758,3 +731,64 @@ def test_stream(lifecycle_env, lifecycle_trace):
         ]
     )
     assert result.stdout.str().count("failure-isolation [job test_stream#1]") == 1
+
+
+@needs_current
+def test_on_flownet_the_same_test_gets_the_same_verdicts(pytester: pytest.Pytester) -> None:
+    # FlowNet shares SAGE 0.3's compiler: a graph whose sinks call a service passes, a
+    # stream through a service is never cleaned up after stop().
+    pytester.makepyfile(
+        """
+import threading
+
+from sage.foundation.core import SinkFunction, SourceFunction
+from sage.runtime import BaseService
+
+SENT = threading.Event()
+
+
+class Store(BaseService):
+    def put(self, row):
+        return row
+
+
+class Put(SinkFunction):
+    def execute(self, data):
+        self.call_service("store", data, method="put")
+
+
+class Feed(SourceFunction):
+    def __init__(self):
+        super().__init__()
+        self.n = 0
+
+    def execute(self):
+        if self.n == 3:
+            SENT.set()
+            return None
+        self.n += 1
+        return self.n
+
+
+def test_graph(lifecycle_env):
+    lifecycle_env.register_service("store", Store)
+    lifecycle_env.from_batch([1, 2]).sink(Put)
+    lifecycle_env.from_batch([3]).sink(Put)
+    lifecycle_env.submit(autostop=True)
+
+
+def test_stream(lifecycle_env):
+    lifecycle_env.register_service("store", Store)
+    lifecycle_env.from_source(Feed).sink(Put)
+    lifecycle_env.submit(autostop=False)
+    assert SENT.wait(timeout=30)
+    lifecycle_env.stop()
+"""
+    )
+    result = pytester.runpytest_subprocess(
+        "-p", "sage_lifecycle", "--lifecycle-target=sage-flownet", "-p", "no:cacheprovider"
+    )
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        ["cleanup-exactly-once [[]job test_stream#1[]]: service 'store' was never cleaned up"]
+    )
