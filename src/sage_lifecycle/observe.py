@@ -537,6 +537,7 @@ class RuntimeJob:
         self._threads_before: set[threading.Thread] = set()
         self._ours: set[threading.Thread] = set()
         self._checked = False
+        self._hung = False
 
     # -- building ------------------------------------------------------------------
     @property
@@ -667,6 +668,7 @@ class RuntimeJob:
         thread.start()
         deadline = self._budget(self.deadline)
         if not done.wait(deadline):
+            self._hung = True  # its threads are the hang's, not leaks: no thread check
             if begin is None:
                 begin = rec.record(EventKind.WAIT_BEGIN, subject, autostop=False)
             stacks = format_thread_stacks()
@@ -687,7 +689,7 @@ class RuntimeJob:
     def after_wait(self) -> None:
         """Once, after the first ending call: let the job's threads end within the
         target's grace, and record the ones still alive (not kept on purpose)."""
-        if self._checked:
+        if self._checked or self._hung:
             return
         self._checked = True
         allow = tuple(getattr(self.target, "thread_allowlist", ()))
