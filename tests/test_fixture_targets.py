@@ -416,6 +416,17 @@ def test_a_job_left_running_is_stopped_judged_and_fails_saying_so(
     )
 
 
+def test_the_ini_value_picks_the_target_for_the_session(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nlifecycle_target = mini_runtime:ForgetfulTarget\n")
+    pytester.makepyfile(mini_runtime=MINI_RUNTIME, test_job=JOB)
+    pytester.syspathinsert()
+    result = pytester.runpytest_inprocess("-p", "sage_lifecycle")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["cleanup-exactly-once [[]job test_job#1[]]: service 'db' was never cleaned up"]
+    )
+
+
 def test_a_target_that_cannot_run_the_users_job_says_so_once(pytester: pytest.Pytester) -> None:
     result = _mini(pytester, "NoEnvironment")
     result.assert_outcomes(errors=1)  # at the fixture's set-up, as a bad marker
