@@ -53,7 +53,6 @@ __all__ = ["ObservedEnvironment", "ObservedStream", "RuntimeJob"]
 _LIFECYCLE = frozenset(
     {"setup", "cleanup", "start", "stop", "terminate", "start_running", "close", "shutdown"}
 )
-_ROLES = ("source", "map", "filter", "sink")
 
 
 def _is_stop_signal(value: Any) -> bool:
@@ -119,14 +118,14 @@ class _Recorder:
         """``call_service`` raised ``exc``: the runtime's own failure unless the service's
         code raised it (then it is the user's, reaching the caller as it should)."""
         if not self._users.knows(exc):
-            self._runtime.add(exc, _NO_EVENT)
+            self._runtime.add(exc)
 
     def by_runtime(self, exc: BaseException) -> bool:
         return self._runtime.knows(exc)
 
     # -- tasks and items -----------------------------------------------------------
     def task(self, instance: Any, node: str) -> str:
-        """The task name of a function instance: ``node[i]``, numbered as they are made."""
+        """The task name of a function instance: ``node[i]``, numbered as they first run."""
         with self._lock:
             known = self._tasks.get(id(instance))
             if known is not None and known[0] is instance:
@@ -161,9 +160,15 @@ class _Recorder:
             if not pending:
                 return None
             at = next((i for i, (v, _) in enumerate(pending) if v is value), None)
-            if at is None:
-                at = next((i for i, (v, _) in enumerate(pending) if _equal(v, value)), 0)
+            if at is None:  # a copy: an equal item among the oldest, else the oldest
+                window = enumerate(pending[:_EQUALITY_WINDOW])
+                at = next((i for i, (v, _) in window if _equal(v, value)), 0)
             return pending.pop(at)[1]
+
+
+#: How many of the oldest pending items a copied item is compared with (``==`` may be
+#: slow, and a runtime delivers roughly in order).
+_EQUALITY_WINDOW = 64
 
 
 def _equal(a: Any, b: Any) -> bool:
@@ -171,9 +176,6 @@ def _equal(a: Any, b: Any) -> bool:
         return bool(a == b)
     except Exception:
         return False
-
-
-_NO_EVENT = Event(seq=0, kind=EventKind.TASK_ERROR, subject="")
 
 
 # -- the observing subclasses ----------------------------------------------------------
@@ -532,7 +534,6 @@ class RuntimeJob:
         self._declared: list[tuple[str, str, tuple[str, ...]]] = []
         self._services = 0
         self.submitted = False
-        self.streaming = False
         self.ended = False
         self._threads_before: set[threading.Thread] = set()
         self._ours: set[threading.Thread] = set()
@@ -559,8 +560,6 @@ class RuntimeJob:
         self, how: str, source: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> ObservedStream:
         __tracebackhide__ = True
-        if how == "from_source":
-            self.streaming = True
         return self.declare(
             "source", source, lambda: getattr(self.env, how)(source, *args, **kwargs), ()
         )

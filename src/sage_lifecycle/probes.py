@@ -82,14 +82,15 @@ class FailureLog:
         self._lock = threading.Lock()
         self._errors: dict[int, tuple[BaseException, list[int]]] = {}
 
-    def add(self, exc: BaseException, event: Event) -> None:
-        """Remember that ``event`` recorded ``exc``."""
+    def add(self, exc: BaseException, event: Event | None = None) -> None:
+        """Remember ``exc``, and that ``event`` recorded it (if given)."""
+        seqs = [] if event is None else [event.seq]
         with self._lock:
             known = self._errors.get(id(exc))
             if known is not None and known[0] is exc:
-                known[1].append(event.seq)
+                known[1].extend(seqs)
             else:
-                self._errors[id(exc)] = (exc, [event.seq])
+                self._errors[id(exc)] = (exc, seqs)
 
     def has(self, exc: BaseException) -> bool:
         """Whether this very exception object was recorded (its chain not searched)."""
