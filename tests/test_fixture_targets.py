@@ -9,11 +9,13 @@ the fixtures find on today's SAGE.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
+from collections.abc import Callable
 
 import pytest
+
+from needs import needs_current, needs_kernel
 
 MINI_RUNTIME = '''
 """A tiny synchronous runtime with SAGE's API, and its lifecycle adapter."""
@@ -486,19 +488,6 @@ def test_not_a_name(lifecycle_env):
 
 
 # -- on SAGE itself ----------------------------------------------------------------------
-def _installed(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:
-        return False
-
-
-needs_current = pytest.mark.skipif(
-    not _installed("sage.runtime"), reason="needs the [sage] extra (isage >= 0.3)"
-)
-needs_kernel = pytest.mark.skipif(
-    not _installed("sage.kernel"), reason="needs the [sage-kernel] extra (isage-kernel)"
-)
 
 # What the user's own code sees, run on SAGE's general graph (two pipelines: the path on
 # which SAGE 0.3's functions can call services), with and without the fixture.
@@ -638,63 +627,56 @@ def test_job(lifecycle_env):
     )
 
 
-def test_sage_missing_fails_the_test_saying_what_to_install(
-    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setitem(sys.modules, "sage.runtime", None)
-    pytester.makepyfile(
-        """
-def test_job(lifecycle_env):
-    pass
-"""
-    )
-    result = pytester.runpytest_inprocess("-p", "sage_lifecycle", "--lifecycle-target=sage")
-    result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines(
-        [
-            "--lifecycle-target (for *::test_job): target 'sage': the 'sage' lifecycle target "
-            "needs SAGE, which is not installed (*); install it with: "
-            "pip install 'pytest-sage-lifecycle[[]sage[]]'*"
-        ]
-    )
-
-
-@needs_kernel
-def test_the_legacy_line_refuses_two_xdist_workers_in_one_line(
-    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", "2")  # as in each worker of -n 2
-    pytester.makepyfile(
-        """
-def test_job(lifecycle_env):
-    pass
-"""
-    )
-    result = pytester.runpytest_inprocess("-p", "sage_lifecycle", "--lifecycle-target=sage-kernel")
-    result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines(
-        [
-            "--lifecycle-target (for *::test_job): target 'sage-kernel' binds a fixed port, so "
-            "two pytest-xdist workers (-n 2) cannot run it at once; run these tests without -n"
-        ]
-    )
-
-
-@needs_current
-def test_on_sage_a_stream_whose_sink_calls_a_service_dies_of_recursion_unreported(
+@pytest.mark.parametrize(
+    ("target", "situation", "message"),
+    [
+        pytest.param(
+            "sage",
+            lambda mp: mp.setitem(sys.modules, "sage.runtime", None),
+            "target 'sage': the 'sage' lifecycle target needs SAGE, which is not installed "
+            "(*); install it with: pip install 'pytest-sage-lifecycle[[]sage[]]'*",
+            id="sage-not-installed",
+        ),
+        pytest.param(
+            "sage-kernel",
+            # as in each worker of -n 2
+            lambda mp: mp.setenv("PYTEST_XDIST_WORKER_COUNT", "2"),
+            "target 'sage-kernel' binds a fixed port, so two pytest-xdist workers (-n 2) "
+            "cannot run it at once; run these tests without -n",
+            id="legacy-line-under-xdist",
+            marks=needs_kernel,
+        ),
+    ],
+)
+def test_a_target_that_cannot_run_here_fails_the_fixture_saying_why(
     pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    target: str,
+    situation: Callable[[pytest.MonkeyPatch], None],
+    message: str,
 ) -> None:
-    # Found by the fixtures (not by the conformance topologies, whose streams are a few
-    # items long): while a service call waits, SAGE 0.3 pumps the stream's source on the
-    # same thread, and the sink's next call pumps again. After about a hundred items the
-    # source thread dies of RecursionError, which SAGE logs; stop() returns normally.
+    situation(monkeypatch)
     pytester.makepyfile(
         """
+def test_job(lifecycle_env):
+    pass
+"""
+    )
+    result = pytester.runpytest_inprocess("-p", "sage_lifecycle", f"--lifecycle-target={target}")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines([f"--lifecycle-target (for *::test_job): {message}"])
+
+
+# A stream of ITEMS items into a sink that calls a service, on SAGE 0.3's own classes.
+SAGE_STREAM = """
+import threading
+
 from sage.foundation.core import SinkFunction, SourceFunction
 from sage.runtime import BaseService
 from sage_lifecycle import EventKind
 
-ITEMS = 1000
+ITEMS = {items}
+SENT = threading.Event()
 
 
 class Store(BaseService):
@@ -714,11 +696,24 @@ class Feed(SourceFunction):
 
     def execute(self):
         if self.n == ITEMS:
+            SENT.set()
             return None
         self.n += 1
         return self.n
+"""
 
 
+@needs_current
+def test_on_sage_a_stream_whose_sink_calls_a_service_dies_of_recursion_unreported(
+    pytester: pytest.Pytester,
+) -> None:
+    # Found by the fixtures (not by the conformance topologies, whose streams are a few
+    # items long): while a service call waits, SAGE 0.3 pumps the stream's source on the
+    # same thread, and the sink's next call pumps again. After about a hundred items the
+    # source thread dies of RecursionError, which SAGE logs; stop() returns normally.
+    pytester.makepyfile(
+        SAGE_STREAM.format(items=1000)
+        + """
 def all_sent_or_failed(events):
     emitted = sum(e.kind is EventKind.ITEM_EMIT for e in events)
     return emitted == ITEMS or any(e.kind is EventKind.TASK_ERROR for e in events)
@@ -751,38 +746,8 @@ def test_on_flownet_the_same_test_gets_the_same_verdicts(pytester: pytest.Pytest
     # FlowNet shares SAGE 0.3's compiler: a graph whose sinks call a service passes, a
     # stream through a service is never cleaned up after stop().
     pytester.makepyfile(
-        """
-import threading
-
-from sage.foundation.core import SinkFunction, SourceFunction
-from sage.runtime import BaseService
-
-SENT = threading.Event()
-
-
-class Store(BaseService):
-    def put(self, row):
-        return row
-
-
-class Put(SinkFunction):
-    def execute(self, data):
-        self.call_service("store", data, method="put")
-
-
-class Feed(SourceFunction):
-    def __init__(self):
-        super().__init__()
-        self.n = 0
-
-    def execute(self):
-        if self.n == 3:
-            SENT.set()
-            return None
-        self.n += 1
-        return self.n
-
-
+        SAGE_STREAM.format(items=3)
+        + """
 def test_graph(lifecycle_env):
     lifecycle_env.register_service("store", Store)
     lifecycle_env.from_batch([1, 2]).sink(Put)

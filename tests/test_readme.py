@@ -8,7 +8,6 @@ violation it shows is produced by running that same block on a buggy dispatcher.
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import shlex
 import subprocess
@@ -16,6 +15,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from needs import needs_current
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.DOTALL | re.MULTILINE)
@@ -115,14 +116,7 @@ def _shape(text: str) -> str:
     return re.sub(r"\s+", " ", re.sub(r"\d+(?:\.\d+)?", "N", text))
 
 
-def _installed(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:
-        return False
-
-
-@pytest.mark.skipif(not _installed("sage.runtime"), reason="needs the [sage] extra (isage)")
+@needs_current
 def test_the_sage_suite_example_passes_on_the_reference_and_shows_what_sage_does_wrong(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:

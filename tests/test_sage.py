@@ -8,12 +8,12 @@ it on both of SAGE's compile paths).
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from typing import Literal
 
 import pytest
 
+from needs import needs_current, needs_kernel
 from sage_lifecycle.machines import LifecycleMachine, check_topology
 from sage_lifecycle.report import LifecycleViolation
 from sage_lifecycle.target import TargetError, resolve_target
@@ -35,20 +35,6 @@ def test_without_sage_the_target_says_what_to_install(
     with pytest.raises(TargetError, match=rf"pip install 'pytest-sage-lifecycle\[{extra}\]'"):
         resolve_target(target)
 
-
-def _installed(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:
-        return False
-
-
-needs_current = pytest.mark.skipif(
-    not _installed("sage.runtime"), reason="needs the [sage] extra (isage >= 0.3)"
-)
-needs_kernel = pytest.mark.skipif(
-    not _installed("sage.kernel"), reason="needs the [sage-kernel] extra (isage-kernel)"
-)
 
 # -- the current line: isage 0.3 (LocalEnvironment and FlowNetEnvironment) ---------------
 # One source and a chain of maps, filters and sinks compile to SAGE's actor chain; more
