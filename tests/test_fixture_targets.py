@@ -770,3 +770,62 @@ def test_stream(lifecycle_env):
     result.stdout.fnmatch_lines(
         ["cleanup-exactly-once [[]job test_stream#1[]]: service 'store' was never cleaned up"]
     )
+
+
+@needs_kernel
+def test_on_the_legacy_line_a_stopped_stream_never_cleans_its_services(
+    pytester: pytest.Pytester,
+) -> None:
+    # Found by the fixtures: the conformance suite drives the legacy line in batch only.
+    if os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") != "1":
+        pytest.skip("the legacy line binds a fixed port: its tests run without -n")
+    pytester.makepyfile(
+        """
+import threading
+import warnings
+
+with warnings.catch_warnings():  # its first import warns about optional LLM parts
+    warnings.simplefilter("ignore", ImportWarning)
+    from sage.common.core.functions.sink_function import SinkFunction
+    from sage.common.core.functions.source_function import SourceFunction
+    from sage.kernel.api.service.base_service import BaseService
+
+SENT = threading.Event()
+
+
+class Store(BaseService):
+    def put(self, row):
+        return row
+
+
+class Put(SinkFunction):
+    def execute(self, data):
+        self.call_service("store", data, method="put")
+
+
+class Feed(SourceFunction):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.n = 0
+
+    def execute(self, *args):
+        if self.n == 3:
+            SENT.set()
+            return None
+        self.n += 1
+        return self.n
+
+
+def test_stream(lifecycle_env):
+    lifecycle_env.register_service("store", Store)
+    lifecycle_env.from_source(Feed).sink(Put)
+    lifecycle_env.submit(autostop=False)
+    assert SENT.wait(timeout=30)
+    lifecycle_env.stop()
+"""
+    )
+    result = pytester.runpytest_inprocess("-p", "sage_lifecycle", "--lifecycle-target=sage-kernel")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["cleanup-exactly-once [[]job test_stream#1[]]: service 'store' was never cleaned up"]
+    )
