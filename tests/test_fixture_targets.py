@@ -667,12 +667,23 @@ def test_job(lifecycle_env):
     result.stdout.fnmatch_lines([f"--lifecycle-target (for *::test_job): {message}"])
 
 
-# A stream of ITEMS items into a sink that calls a service, on SAGE 0.3's own classes.
-SAGE_STREAM = """
-import threading
-
+# A stream of ITEMS items into a sink that calls a service, on one SAGE line's classes.
+CURRENT = """
 from sage.foundation.core import SinkFunction, SourceFunction
 from sage.runtime import BaseService
+"""
+LEGACY = """
+import warnings
+
+with warnings.catch_warnings():  # its first import warns about optional LLM parts
+    warnings.simplefilter("ignore", ImportWarning)
+    from sage.common.core.functions.sink_function import SinkFunction
+    from sage.common.core.functions.source_function import SourceFunction
+    from sage.kernel.api.service.base_service import BaseService
+"""
+SAGE_STREAM = """
+import threading
+{imports}
 from sage_lifecycle import EventKind
 
 ITEMS = {items}
@@ -690,16 +701,26 @@ class Put(SinkFunction):
 
 
 class Feed(SourceFunction):
-    def __init__(self):
-        super().__init__()
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
         self.n = 0
 
-    def execute(self):
+    def execute(self, *args):
         if self.n == ITEMS:
             SENT.set()
             return None
         self.n += 1
         return self.n
+"""
+# A test that stops the stream once every item was handed on.
+STOPPED_STREAM = """
+
+def test_stream(lifecycle_env):
+    lifecycle_env.register_service("store", Store)
+    lifecycle_env.from_source(Feed).sink(Put)
+    lifecycle_env.submit(autostop=False)
+    assert SENT.wait(timeout=30)
+    lifecycle_env.stop()
 """
 
 
@@ -712,7 +733,7 @@ def test_on_sage_a_stream_whose_sink_calls_a_service_dies_of_recursion_unreporte
     # same thread, and the sink's next call pumps again. After about a hundred items the
     # source thread dies of RecursionError, which SAGE logs; stop() returns normally.
     pytester.makepyfile(
-        SAGE_STREAM.format(items=1000)
+        SAGE_STREAM.format(imports=CURRENT, items=1000)
         + """
 def all_sent_or_failed(events):
     emitted = sum(e.kind is EventKind.ITEM_EMIT for e in events)
@@ -746,22 +767,15 @@ def test_on_flownet_the_same_test_gets_the_same_verdicts(pytester: pytest.Pytest
     # FlowNet shares SAGE 0.3's compiler: a graph whose sinks call a service passes, a
     # stream through a service is never cleaned up after stop().
     pytester.makepyfile(
-        SAGE_STREAM.format(items=3)
+        SAGE_STREAM.format(imports=CURRENT, items=3)
         + """
 def test_graph(lifecycle_env):
     lifecycle_env.register_service("store", Store)
     lifecycle_env.from_batch([1, 2]).sink(Put)
     lifecycle_env.from_batch([3]).sink(Put)
     lifecycle_env.submit(autostop=True)
-
-
-def test_stream(lifecycle_env):
-    lifecycle_env.register_service("store", Store)
-    lifecycle_env.from_source(Feed).sink(Put)
-    lifecycle_env.submit(autostop=False)
-    assert SENT.wait(timeout=30)
-    lifecycle_env.stop()
 """
+        + STOPPED_STREAM
     )
     result = pytester.runpytest_subprocess(
         "-p", "sage_lifecycle", "--lifecycle-target=sage-flownet", "-p", "no:cacheprovider"
@@ -779,51 +793,7 @@ def test_on_the_legacy_line_a_stopped_stream_never_cleans_its_services(
     # Found by the fixtures: the conformance suite drives the legacy line in batch only.
     if os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") != "1":
         pytest.skip("the legacy line binds a fixed port: its tests run without -n")
-    pytester.makepyfile(
-        """
-import threading
-import warnings
-
-with warnings.catch_warnings():  # its first import warns about optional LLM parts
-    warnings.simplefilter("ignore", ImportWarning)
-    from sage.common.core.functions.sink_function import SinkFunction
-    from sage.common.core.functions.source_function import SourceFunction
-    from sage.kernel.api.service.base_service import BaseService
-
-SENT = threading.Event()
-
-
-class Store(BaseService):
-    def put(self, row):
-        return row
-
-
-class Put(SinkFunction):
-    def execute(self, data):
-        self.call_service("store", data, method="put")
-
-
-class Feed(SourceFunction):
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.n = 0
-
-    def execute(self, *args):
-        if self.n == 3:
-            SENT.set()
-            return None
-        self.n += 1
-        return self.n
-
-
-def test_stream(lifecycle_env):
-    lifecycle_env.register_service("store", Store)
-    lifecycle_env.from_source(Feed).sink(Put)
-    lifecycle_env.submit(autostop=False)
-    assert SENT.wait(timeout=30)
-    lifecycle_env.stop()
-"""
-    )
+    pytester.makepyfile(SAGE_STREAM.format(imports=LEGACY, items=3) + STOPPED_STREAM)
     result = pytester.runpytest_inprocess("-p", "sage_lifecycle", "--lifecycle-target=sage-kernel")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
