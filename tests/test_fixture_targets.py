@@ -107,8 +107,9 @@ class MiniEnvironment:
     hangs = False
     leaks = False
 
-    def __init__(self, name):
+    def __init__(self, name, config=None):
         self.name, self.pipeline, self.services = name, [], {}
+        self.config = config
         self.released = threading.Event()
 
     def register_service(self, name, cls, *args, **kwargs):
@@ -427,6 +428,25 @@ def test_the_ini_value_picks_the_target_for_the_session(pytester: pytest.Pyteste
     result.stdout.fnmatch_lines(
         ["cleanup-exactly-once [[]job test_job#1[]]: service 'db' was never cleaned up"]
     )
+
+
+def test_the_factory_passes_its_arguments_to_the_runtimes_environment(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(mini_runtime=MINI_RUNTIME)
+    pytester.makepyfile(
+        """
+def test_job(lifecycle_env_factory):
+    env = lifecycle_env_factory("indexer", config={"batch": 8}, deadline=5)
+    assert env.config == {"batch": 8}  # the runtime's own attribute, through the proxy
+    assert env.name == "indexer"
+"""
+    )
+    pytester.syspathinsert()
+    result = pytester.runpytest_inprocess(
+        "-p", "sage_lifecycle", "--lifecycle-target=mini_runtime:MiniTarget"
+    )
+    result.assert_outcomes(passed=1)
 
 
 def test_a_target_that_cannot_run_the_users_job_says_so_once(pytester: pytest.Pytester) -> None:
