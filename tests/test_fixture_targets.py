@@ -152,8 +152,15 @@ class MiniEnvironment:
                     for item in items:
                         self._push(t, item, made)
         finally:
-            if self.cleans_late:
-                threading.Timer(0.05, lambda: [s.cleanup() for s in services.values()]).start()
+            if self.cleans_late:  # once the call that ran the job has returned
+                caller = threading.current_thread()
+
+                def late():
+                    caller.join()
+                    for s in services.values():
+                        s.cleanup()
+
+                threading.Thread(target=late, name="mini-late-cleanup").start()
             elif not self.forgets_cleanup:
                 for s in services.values():
                     s.cleanup()
@@ -259,8 +266,9 @@ def test_job(lifecycle_env, lifecycle_trace):
 """
 
 
-def _mini(pytester: pytest.Pytester, target: str, *args: str) -> pytest.RunResult:
-    pytester.makepyfile(mini_runtime=MINI_RUNTIME, test_job=JOB)
+def _mini(pytester: pytest.Pytester, target: str, *args: str, job: str = JOB) -> pytest.RunResult:
+    """Run the test module ``job`` on the small runtime's adapter ``target``."""
+    pytester.makepyfile(mini_runtime=MINI_RUNTIME, test_job=job)
     pytester.syspathinsert()
     return pytester.runpytest_inprocess(
         "-p", "sage_lifecycle", f"--lifecycle-target=mini_runtime:{target}", "-s", *args
@@ -334,9 +342,7 @@ def test_a_failure_the_runtime_raised_in_call_service_is_evidence_against_it(
 
 
 def test_a_failure_the_users_own_code_raised_is_the_users(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(mini_runtime=MINI_RUNTIME)
-    pytester.makepyfile(
-        """
+    users_error = """
 import pytest
 from mini_runtime import BaseService, BaseFunction
 
@@ -354,18 +360,14 @@ class Store(BaseFunction):
 def test_job(lifecycle_env, lifecycle_trace):
     lifecycle_env.register_service("db", Db)
     lifecycle_env.from_batch([1, 2]).sink(Store)
-    with pytest.raises(KeyError) as raised:
+    with pytest.raises(KeyError):
         lifecycle_env.submit(autostop=True)
     errors = [e for e in lifecycle_trace.events() if str(e.kind) == "task.error"]
     assert [e.get("injected", "unmarked") for e in errors] == ["unmarked"]
     call = next(e for e in lifecycle_trace.events() if str(e.kind) == "service.call.end")
     assert call.error == "KeyError: 1"
 """
-    )
-    pytester.syspathinsert()
-    result = pytester.runpytest_inprocess(
-        "-p", "sage_lifecycle", "--lifecycle-target=mini_runtime:MiniTarget"
-    )
+    result = _mini(pytester, "MiniTarget", job=users_error)
     # The pipeline failed on the user's own error: it owes nothing, and submit raised it.
     result.assert_outcomes(passed=1)
 
@@ -399,22 +401,17 @@ def test_a_thread_the_job_left_running_is_a_leak(pytester: pytest.Pytester) -> N
 def test_a_job_left_running_is_stopped_judged_and_fails_saying_so(
     pytester: pytest.Pytester,
 ) -> None:
-    pytester.makepyfile(
-        mini_runtime=MINI_RUNTIME,
-        test_left=JOB.replace("lifecycle_env.submit(autostop=True)", "lifecycle_env.submit()"),
-    )
-    pytester.syspathinsert()
-    result = pytester.runpytest_inprocess(
-        "-p", "sage_lifecycle", "--lifecycle-target=mini_runtime:ForgetfulTarget"
-    )
+    left = JOB.replace("lifecycle_env.submit(autostop=True)", "lifecycle_env.submit()")
+    result = _mini(pytester, "ForgetfulTarget", job=left)
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         [
             "cleanup-exactly-once [[]job test_job#1[]]: service 'db' was never cleaned up",
             "*wait.begin             stop",
             "*job 'test_job#1' was submitted without autostop and never ended, so what it did "
-            "depends on when teardown stopped it (with stop(), the call the contract was "
-            "checked on); end it in the test with env.stop() or env.close()",
+            "depends on when teardown stopped it; end it in the test with env.stop() or "
+            "env.close() (teardown stopped it with stop(), and the contract was checked on "
+            "that stop)",
         ]
     )
 
@@ -433,20 +430,13 @@ def test_the_ini_value_picks_the_target_for_the_session(pytester: pytest.Pyteste
 def test_the_factory_passes_its_arguments_to_the_runtimes_environment(
     pytester: pytest.Pytester,
 ) -> None:
-    pytester.makepyfile(mini_runtime=MINI_RUNTIME)
-    pytester.makepyfile(
-        """
+    factory = """
 def test_job(lifecycle_env_factory):
     env = lifecycle_env_factory("indexer", config={"batch": 8}, deadline=5)
     assert env.config == {"batch": 8}  # the runtime's own attribute, through the proxy
     assert env.name == "indexer"
 """
-    )
-    pytester.syspathinsert()
-    result = pytester.runpytest_inprocess(
-        "-p", "sage_lifecycle", "--lifecycle-target=mini_runtime:MiniTarget"
-    )
-    result.assert_outcomes(passed=1)
+    _mini(pytester, "MiniTarget", job=factory).assert_outcomes(passed=1)
 
 
 def test_a_target_that_cannot_run_the_users_job_says_so_once(pytester: pytest.Pytester) -> None:
@@ -680,11 +670,20 @@ def test_a_target_that_cannot_run_here_fails_the_fixture_saying_why(
         """
 def test_job(lifecycle_env):
     pass
+
+def test_other(lifecycle_env):
+    pass
 """
     )
     result = pytester.runpytest_inprocess("-p", "sage_lifecycle", f"--lifecycle-target={target}")
-    result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines([f"--lifecycle-target (for *::test_job): {message}"])
+    result.assert_outcomes(errors=2)
+    # Each test's error names that test, though the target is resolved once per session.
+    result.stdout.fnmatch_lines(
+        [
+            f"--lifecycle-target (for *::test_job): {message}",
+            f"--lifecycle-target (for *::test_other): {message}",
+        ]
+    )
 
 
 # A stream of ITEMS items into a sink that calls a service, on one SAGE line's classes.

@@ -175,19 +175,16 @@ class _ReferenceJob(_Job):
         self.deadline = env.deadline
 
     def problem(self) -> str | None:
-        env = self.env
-        if env.dispatcher is None and env.built:
-            return (
-                f"job {env.job!r} was built but never submitted, so nothing of it was "
-                "checked; end the test with env.submit(autostop=True)"
-            )
-        if env.dispatcher is not None and not env.dispatcher.waited:
-            return (
-                f"job {env.job!r} was submitted without autostop and never ended, so what it "
-                "did depends on when teardown stopped it; end it in the test with "
-                "env.submit(autostop=True), env.stop() or env.close()"
-            )
-        return None
+        from .observe import unended
+
+        dispatcher = self.env.dispatcher
+        return unended(
+            self.job,
+            built=self.env.built,
+            submitted=dispatcher is not None,
+            ended=dispatcher is not None and dispatcher.waited,
+            ending="env.submit(autostop=True), env.stop() or env.close()",
+        )
 
     def close(self, timeout: float) -> None:
         self.env.close(timeout=timeout)
@@ -515,14 +512,14 @@ def _fixture_target(
     from .target import ReferenceTarget, TargetError, resolve_target
 
     cache = config.stash.setdefault(_TARGETS, {})
-    if spec not in cache:
+    if spec not in cache:  # once per session; a failure is kept as its message
         try:
             cache[spec] = resolve_target(spec)()
         except (TargetError, ImportError) as exc:
-            cache[spec] = ValueError(f"{where}: {exc}")
+            cache[spec] = str(exc)
     target = cache[spec]
-    if isinstance(target, ValueError):
-        raise target
+    if isinstance(target, str):
+        raise ValueError(f"{where}: {target}")
     if isinstance(target, ReferenceTarget):
         return None, target.dispatcher
     if not callable(getattr(target, "environment", None)):

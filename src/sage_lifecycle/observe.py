@@ -47,7 +47,7 @@ from ._stacks import format_thread_stacks, still_alive
 from .probes import FailureLog
 from .trace import Event, EventKind, Trace, describe_error
 
-__all__ = ["ObservedEnvironment", "ObservedStream", "RuntimeJob"]
+__all__ = ["ObservedEnvironment", "ObservedStream", "RuntimeJob", "unended"]
 
 #: Service methods that are the runtime's lifecycle, not calls into the service.
 _LIFECYCLE = frozenset(
@@ -711,18 +711,14 @@ class RuntimeJob:
     def problem(self) -> str | None:
         """Why this job's verdict would not be about what the test meant, if so (as on
         the reference: never submitted, or submitted without autostop and never ended)."""
-        if not self.submitted and self.built:
-            return (
-                f"job {self.job!r} was built but never submitted, so nothing of it was "
-                "checked; end the test with env.submit(autostop=True)"
-            )
-        if self.submitted and not self.ended:
-            return (
-                f"job {self.job!r} was submitted without autostop and never ended, so what it "
-                "did depends on when teardown stopped it (with stop(), the call the contract "
-                "was checked on); end it in the test with env.stop() or env.close()"
-            )
-        return None
+        return unended(
+            self.job,
+            built=self.built,
+            submitted=self.submitted,
+            ended=self.ended,
+            ending="env.stop() or env.close() (teardown stopped it with stop(), and the "
+            "contract was checked on that stop)",
+        )
 
     def close(self, timeout: float) -> None:
         """Teardown: end a job the test left running with ``stop()``, judged on it."""
@@ -743,3 +739,19 @@ class RuntimeJob:
         if callable(release):
             release(self.env)
         return []
+
+
+def unended(job: str, *, built: bool, submitted: bool, ended: bool, ending: str) -> str | None:
+    """Why a job's verdict would not be about what the test meant: built and never
+    submitted, or submitted without autostop and never ended (``ending``: how to end it)."""
+    if built and not submitted:
+        return (
+            f"job {job!r} was built but never submitted, so nothing of it was checked; end "
+            "the test with env.submit(autostop=True)"
+        )
+    if submitted and not ended:
+        return (
+            f"job {job!r} was submitted without autostop and never ended, so what it did "
+            f"depends on when teardown stopped it; end it in the test with {ending}"
+        )
+    return None
