@@ -44,7 +44,7 @@ def main() -> None:
     parser.add_argument("--profile", default="ci")
     parser.add_argument("--clocks", nargs="+", default=["auto"], choices=["auto", "wall"])
     args = parser.parse_args()
-    from sage_lifecycle.target import resolve_target
+    from sage_lifecycle.resolve import resolve_target
 
     results = []
     for target in args.targets:

@@ -22,9 +22,9 @@ import time
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis.stateful import run_state_machine_as_test
 
-from sage_lifecycle.machines import LifecycleMachine, Search, run_search
+from sage_lifecycle.machines import BlackBoxMachine, Search, run_search
 from sage_lifecycle.mutants import MUTANTS
-from sage_lifecycle.target import resolve_target
+from sage_lifecycle.resolve import resolve_target
 
 #: mode -> (virtual_time, schedules)
 MODES = {
@@ -38,7 +38,7 @@ def examples_per_second(mode: str, examples: int) -> float:
     search = Search()
     virtual, schedules = MODES[mode]
 
-    class Bench(LifecycleMachine):
+    class Bench(BlackBoxMachine):
         virtual_time = virtual
 
     Bench.schedules = schedules
@@ -84,7 +84,7 @@ def main() -> None:
     for name in ("sleeps_for_cleanups", "joins_cleanup_briefly", "racy_last_stop_signal"):
         row = []
         for mode, (virtual, schedules) in MODES.items():
-            machine = LifecycleMachine.for_property(
+            machine = BlackBoxMachine.for_property(
                 MUTANTS[name].breaks,
                 target_factory=resolve_target(f"mutant:{name}"),
                 virtual_time=virtual,

@@ -21,11 +21,11 @@ from typing import Any, ClassVar
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis.stateful import run_state_machine_as_test
 
-from sage_lifecycle.machines import LifecycleMachine, stats
+from sage_lifecycle.machines import BlackBoxMachine, stats
 from sage_lifecycle.mutants import MUTANTS
 from sage_lifecycle.reference import BaseService, LocalEnvironment, MapFunction
 from sage_lifecycle.report import LifecycleViolation
-from sage_lifecycle.target import resolve_target
+from sage_lifecycle.resolve import resolve_target
 from sage_lifecycle.topology import Topology
 
 SETTINGS: dict[str, Any] = dict(
@@ -33,7 +33,7 @@ SETTINGS: dict[str, Any] = dict(
 )
 
 
-class Recording(LifecycleMachine):
+class Recording(BlackBoxMachine):
     seen: ClassVar[list[Topology]] = []
 
     def teardown(self) -> None:
@@ -122,7 +122,7 @@ def mutants() -> None:
     how = "state machine for the mutant's property, no shrinking"
     print(f"2. time and examples to the first failure ({how})")
     for name, mutant in MUTANTS.items():
-        machine = LifecycleMachine.for_property(mutant.breaks)
+        machine = BlackBoxMachine.for_property(mutant.breaks)
         machine.target_factory = staticmethod(resolve_target(f"mutant:{name}"))
         machine.deadline = 2.0 if mutant.breaks == "no-hang" else 30.0
         before = stats.runs

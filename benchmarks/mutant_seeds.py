@@ -29,10 +29,10 @@ import time
 
 from hypothesis import Phase, settings
 
-from sage_lifecycle.machines import LifecycleMachine, run_search
+from sage_lifecycle.machines import BlackBoxMachine, run_search
 from sage_lifecycle.mutants import MUTANTS
 from sage_lifecycle.profiles import register_profiles
-from sage_lifecycle.target import resolve_target
+from sage_lifecycle.resolve import resolve_target
 
 
 def main() -> None:
@@ -61,7 +61,7 @@ def main() -> None:
         mutant = MUTANTS[name]
         runs = []
         for _ in range(opts.runs):
-            machine = LifecycleMachine.for_property(
+            machine = BlackBoxMachine.for_property(
                 mutant.breaks,
                 target_factory=resolve_target(f"mutant:{name}"),
                 deadline=opts.deadline or (2.0 if mutant.breaks == "no-hang" else 30.0),

@@ -20,10 +20,12 @@ import pytest
 from sage_lifecycle import EventKind, check
 from sage_lifecycle.clock import VirtualClock
 from sage_lifecycle.gates import Gate
-from sage_lifecycle.machines import LifecycleMachine, Search
+from sage_lifecycle.machines import BlackBoxMachine, Search
 from sage_lifecycle.reference import Dispatcher
+from sage_lifecycle.reference_target import ReferenceTarget
 from sage_lifecycle.report import LifecycleViolation
-from sage_lifecycle.target import ReferenceTarget, Target, resolve_target
+from sage_lifecycle.resolve import resolve_target
+from sage_lifecycle.target import Target
 from sage_lifecycle.topology import PipelineSpec, ServiceSpec, SinkSpec, Topology
 from sage_lifecycle.trace import Event
 
@@ -213,7 +215,7 @@ class _WaitsForever(Dispatcher):
 def _run_once(target: Callable[[], Target], topology: Topology) -> tuple[Event, ...]:
     """One job on the black-box machine (5 s deadline, virtual time), its whole trace."""
 
-    class Once(LifecycleMachine):
+    class Once(BlackBoxMachine):
         pass
 
     Once.target_factory = staticmethod(target)

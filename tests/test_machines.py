@@ -13,18 +13,19 @@ from hypothesis.stateful import run_state_machine_as_test
 
 from sage_lifecycle.machines import (
     AT_ONCE,
-    DispatcherMachine,
-    LifecycleMachine,
+    BlackBoxMachine,
     Outcome,
     Search,
+    WhiteBoxMachine,
     run_search,
     stats,
 )
 from sage_lifecycle.mutants import MUTANTS
 from sage_lifecycle.probes import Probes
 from sage_lifecycle.reference import Dispatcher
+from sage_lifecycle.reference_target import ReferenceTarget
 from sage_lifecycle.report import LifecycleViolation
-from sage_lifecycle.target import ReferenceTarget, resolve_target
+from sage_lifecycle.resolve import resolve_target
 from sage_lifecycle.topology import RANKS, PipelineSpec, ServiceSpec, SinkSpec, StageSpec, Topology
 from sage_lifecycle.trace import EventKind, Trace
 
@@ -33,17 +34,18 @@ NO_SHRINK = [Phase.explicit, Phase.reuse, Phase.generate]
 
 def test_reference_passes_the_black_box_machine() -> None:
     before = stats.examples
-    run_state_machine_as_test(LifecycleMachine, settings=settings(database=None))
+    run_state_machine_as_test(BlackBoxMachine, settings=settings(database=None))
     assert stats.examples - before >= settings().max_examples // 2
 
 
-@pytest.mark.timeout(900)  # about two minutes on 2 cores; the suite's default is 120 s
+@pytest.mark.deep  # deselected by default; .ci/run runs it with -m deep
+@pytest.mark.timeout(900)  # about three minutes on 2 cores; the suite's default is 120 s
 def test_reference_passes_the_deep_profile() -> None:
     """At least 2,000 topologies against the reference, whatever profile the suite runs,
     with streaming jobs in the mix (the reference runs both modes)."""
     before, modes_before = stats.examples, dict(stats.modes)
     run_state_machine_as_test(
-        LifecycleMachine,
+        BlackBoxMachine,
         settings=settings(settings.get_profile("deep"), max_examples=2000, database=None),
     )
     assert stats.examples - before >= 2000
@@ -52,7 +54,7 @@ def test_reference_passes_the_deep_profile() -> None:
 
 
 def test_reference_dispatcher_passes_the_white_box_machine() -> None:
-    run_state_machine_as_test(DispatcherMachine, settings=settings(database=None))
+    run_state_machine_as_test(WhiteBoxMachine, settings=settings(database=None))
 
 
 #: Each mutant's minimal counterexample: the topology (as ``describe()`` prints it) and the
@@ -217,7 +219,7 @@ def test_every_mutant_is_caught_and_shrinks_to_its_minimal_counterexample(name: 
     # A hang is a bug here: a short deadline finds it quickly (on owned time the
     # deadlock is seen at once anyway). No false alarm is possible because every mutant
     # is buggy; the reference's suite uses the generous default.
-    machine = LifecycleMachine.for_property(
+    machine = BlackBoxMachine.for_property(
         mutant.breaks,
         target_factory=resolve_target(f"mutant:{name}"),
         deadline=2.0 if mutant.breaks == "no-hang" else 30.0,
@@ -240,7 +242,7 @@ def test_a_correct_wait_that_leaks_a_failed_setup_service_is_not_an_early_return
     target = resolve_target("mutant:skips_failed_setup_cleanup")
     ci = settings(settings.get_profile("ci"), database=None)
     verdicts = {
-        prop: run_search(LifecycleMachine.for_property(prop, target_factory=target), ci)
+        prop: run_search(BlackBoxMachine.for_property(prop, target_factory=target), ci)
         for prop in ("cleanup-exactly-once", "no-early-return")
     }
     assert verdicts["no-early-return"].verdict == "PASS", verdicts["no-early-return"]
@@ -268,7 +270,7 @@ class _FirstJobReturnsEarly(ReferenceTarget):
 
 def test_a_violation_hypothesis_cannot_replay_is_a_finding_with_its_rate() -> None:
     _FirstJobReturnsEarly.shown = False  # the bug shows on this process's next job only
-    machine = LifecycleMachine.for_property("no-early-return", target_factory=_FirstJobReturnsEarly)
+    machine = BlackBoxMachine.for_property("no-early-return", target_factory=_FirstJobReturnsEarly)
     topology = Topology((ServiceSpec("s0"),), (PipelineSpec(items=1),))
     machine.topologies = lambda self: st.just(topology)  # type: ignore[method-assign]
     outcome = run_search(machine, settings(max_examples=5, database=None), replays=4)
@@ -293,7 +295,7 @@ class _FirstBuildCrashes(ReferenceTarget):
 
 def test_an_adapter_crash_hypothesis_cannot_replay_is_an_error_named_as_itself() -> None:
     _FirstBuildCrashes.crashed = False
-    machine = LifecycleMachine.for_property("no-thread-leak", target_factory=_FirstBuildCrashes)
+    machine = BlackBoxMachine.for_property("no-thread-leak", target_factory=_FirstBuildCrashes)
     topology = Topology((ServiceSpec("s0"),), (PipelineSpec(items=1),))
     machine.topologies = lambda self: st.just(topology)  # type: ignore[method-assign]
     outcome = run_search(machine, settings(max_examples=5, database=None), replays=2)
@@ -315,7 +317,7 @@ class _DropsServiceCalls(Dispatcher):
 
 def _search_dropping_calls(topology: Topology, prop: str, **attrs: Any) -> Outcome:
     """Search ``prop`` on ``topology`` alone, with every service call dropped."""
-    machine = LifecycleMachine.for_property(
+    machine = BlackBoxMachine.for_property(
         prop, target_factory=lambda: ReferenceTarget(_DropsServiceCalls), **attrs
     )
     machine.topologies = lambda self: st.just(topology)  # type: ignore[method-assign]
@@ -370,7 +372,7 @@ def test_a_step_reaches_the_same_gate_when_an_unrelated_pipeline_is_deleted() ->
     after = Topology((service,), (kept,))
 
     def reached(topology: Topology) -> list[str | None]:
-        machine = LifecycleMachine()
+        machine = BlackBoxMachine()
         machine.probes = Probes(topology, Trace(), job="j#1", gate_timeout=1.0)
         everything = sorted(machine.probes.gates)  # every gate parked at once
         machine._parked_gates = lambda: everything  # type: ignore[method-assign]
@@ -387,7 +389,7 @@ def test_a_step_reaches_the_same_gate_when_an_unrelated_pipeline_is_deleted() ->
 
 
 def test_a_search_that_never_exercised_its_property_is_not_a_pass() -> None:
-    machine = LifecycleMachine.for_property("no-use-after-cleanup")
+    machine = BlackBoxMachine.for_property("no-use-after-cleanup")
     machine.topologies = lambda self: st.just(Topology())  # type: ignore[method-assign]
     outcome = run_search(machine, settings(max_examples=3, database=None))
     assert outcome.verdict == "NOT RUN"
@@ -395,8 +397,8 @@ def test_a_search_that_never_exercised_its_property_is_not_a_pass() -> None:
 
 
 def test_searches_count_their_own_topologies_and_number_their_own_jobs() -> None:
-    a = LifecycleMachine.for_property("no-hang")
-    b = LifecycleMachine.for_property("no-hang")
+    a = BlackBoxMachine.for_property("no-hang")
+    b = BlackBoxMachine.for_property("no-hang")
     assert isinstance(a.search, Search)
     assert a.search is not b.search
     for m in (a, b):
@@ -405,7 +407,7 @@ def test_searches_count_their_own_topologies_and_number_their_own_jobs() -> None
 
 
 def test_pre_878_counterexample_shrinks_to_the_smallest_job_and_tells_the_story() -> None:
-    class Pre878(LifecycleMachine):
+    class Pre878(BlackBoxMachine):
         target_factory = staticmethod(resolve_target("mutant:pre_878"))
 
     # No explain phase: it runs variants after the minimal example, and we read the
@@ -435,7 +437,7 @@ def test_white_box_machine_catches_a_dispatcher_that_cleans_on_every_stop_signal
     class Early(MUTANTS["double_cleanup"].dispatcher):  # type: ignore[misc]
         pass
 
-    class Double(DispatcherMachine):
+    class Double(WhiteBoxMachine):
         dispatcher_class = Early
 
     with pytest.raises((AssertionError, LifecycleViolation)):
@@ -450,11 +452,11 @@ def test_a_target_without_streaming_gets_batch_jobs_only() -> None:
         modes = ("batch",)
 
     few = settings(max_examples=40, database=None)
-    batch_only = LifecycleMachine.for_property("no-hang", target_factory=BatchOnly)
+    batch_only = BlackBoxMachine.for_property("no-hang", target_factory=BatchOnly)
     run_state_machine_as_test(batch_only, settings=few)
     assert batch_only.search.modes["streaming"] == 0
     assert batch_only.search.modes["batch"] >= 20
-    both = LifecycleMachine.for_property("no-hang", target_factory=ReferenceTarget)
+    both = BlackBoxMachine.for_property("no-hang", target_factory=ReferenceTarget)
     run_state_machine_as_test(both, settings=few)
     assert both.search.modes["streaming"] >= 5
 
@@ -468,7 +470,7 @@ def test_a_streaming_job_can_be_stopped_as_soon_as_it_started() -> None:
         (PipelineSpec(items=2, unbounded=True, stages=(StageSpec(calls=("s0",)),)),),
         mode="streaming",
     )
-    reference = LifecycleMachine()
+    reference = BlackBoxMachine()
     reference.final_ending = AT_ONCE
     reference.begin(topology)
     reference.teardown()
@@ -477,7 +479,7 @@ def test_a_streaming_job_can_be_stopped_as_soon_as_it_started() -> None:
     stop = next(e for e in events if e.kind is EventKind.WAIT_BEGIN and e.subject == "stop")
     assert not [e for e in events[: stop.seq] if e.kind is EventKind.GATE_OPEN]
 
-    early = LifecycleMachine.for_property(
+    early = BlackBoxMachine.for_property(
         "no-early-return", target_factory=resolve_target("mutant:stop_joins_sources_only")
     )()
     early.final_ending = AT_ONCE

@@ -13,11 +13,15 @@ from typing import Literal
 
 import pytest
 
-from needs import needs_current, needs_kernel
-from sage_lifecycle.machines import LifecycleMachine, check_topology
+from helpers import ON_SAGE, needs_current, needs_kernel
+from sage_lifecycle.machines import BlackBoxMachine, check_topology
 from sage_lifecycle.report import LifecycleViolation
-from sage_lifecycle.target import TargetError, resolve_target
+from sage_lifecycle.resolve import resolve_target
+from sage_lifecycle.target import TargetError
 from sage_lifecycle.topology import PipelineSpec, ServiceSpec, SinkSpec, StageSpec, Topology
+
+# Every test here may run SAGE: one xdist worker runs them all.
+pytestmark = ON_SAGE
 
 
 @pytest.mark.parametrize(
@@ -146,7 +150,7 @@ def test_the_harness_keeps_finding_that_a_failing_chain_returns_with_an_item_in_
         (ServiceSpec("s0"),),
         (PipelineSpec(items=2, stages=(StageSpec(calls=("s0",), gated_on=1),)),),
     )
-    machine = LifecycleMachine.for_property(
+    machine = BlackBoxMachine.for_property(
         "no-early-return", target_factory=resolve_target(target)
     )()
     machine.begin(topology)
@@ -239,7 +243,7 @@ def test_the_harness_keeps_finding_legacy_sages_lost_item_behind_a_parallel_map(
             PipelineSpec(items=1, stages=(StageSpec(parallelism=2, gated_on=0),)),
         ),
     )
-    machine = LifecycleMachine.for_property(
+    machine = BlackBoxMachine.for_property(
         "no-data-loss", target_factory=resolve_target("sage-kernel")
     )()
     machine.begin(topology)

@@ -14,10 +14,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sage_lifecycle.machines import LifecycleMachine, Outcome, run_replay, run_search
+from sage_lifecycle.machines import BlackBoxMachine, Outcome, run_replay, run_search
 from sage_lifecycle.profiles import register_profiles
+from sage_lifecycle.reference_target import ReferenceTarget
+from sage_lifecycle.resolve import resolve_target
 from sage_lifecycle.schedule import Plan, Replay, ScheduleError, Scheduler, decode, encode, plans
-from sage_lifecycle.target import ReferenceTarget, resolve_target
 from sage_lifecycle.topology import topologies
 
 DEADLINE = 30.0
@@ -118,7 +119,7 @@ def racy_search() -> Outcome:
     register_profiles()
     from hypothesis import settings as hsettings
 
-    machine = LifecycleMachine.for_property(
+    machine = BlackBoxMachine.for_property(
         "cleanup-exactly-once", target_factory=resolve_target("mutant:racy_last_stop_signal")
     )
     return run_search(machine, hsettings(hsettings.get_profile("ci")), replays=3)
@@ -145,14 +146,14 @@ def test_the_racy_mutant_is_caught_through_a_drawn_schedule(racy_search: Outcome
 
 def test_its_schedule_string_replays_it_every_time(racy_search: Outcome) -> None:
     run = decode(_token(racy_search))
-    mutant = LifecycleMachine.for_property(
+    mutant = BlackBoxMachine.for_property(
         "cleanup-exactly-once", target_factory=resolve_target("mutant:racy_last_stop_signal")
     )
     replayed = run_replay(mutant, run, runs=10)
     assert replayed.verdict == "FAIL"
     assert replayed.reproduced == (10, 10)
     assert "cleanup began 2 times" in replayed.reason
-    reference = LifecycleMachine.for_property(
+    reference = BlackBoxMachine.for_property(
         "cleanup-exactly-once", target_factory=resolve_target("reference")
     )
     held = run_replay(reference, run, runs=3)
@@ -167,7 +168,7 @@ def test_a_replay_whose_adapter_crashes_is_an_error_not_a_verdict(racy_search: O
         def build(self, probes: Any) -> None:
             raise OSError("no route to the runtime")
 
-    machine = LifecycleMachine.for_property("cleanup-exactly-once", target_factory=Broken)
+    machine = BlackBoxMachine.for_property("cleanup-exactly-once", target_factory=Broken)
     outcome = run_replay(machine, decode(_token(racy_search)), runs=2)
     assert outcome.verdict == "ERROR"
     assert "failed to build the job: OSError: no route to the runtime" in outcome.reason

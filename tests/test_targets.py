@@ -9,14 +9,9 @@ from typing import Any
 import pytest
 
 from sage_lifecycle.mutants import MUTANTS
-from sage_lifecycle.target import (
-    ENTRY_POINT_GROUP,
-    ReferenceTarget,
-    Target,
-    TargetError,
-    available_targets,
-    resolve_target,
-)
+from sage_lifecycle.reference_target import ReferenceTarget
+from sage_lifecycle.resolve import available_targets, resolve_target
+from sage_lifecycle.target import ENTRY_POINT_GROUP, Target, TargetError
 
 
 def test_reference_and_mutants_resolve_to_fresh_targets() -> None:
@@ -160,7 +155,7 @@ def test_reference_target_satisfies_the_protocol() -> None:
 def test_malformed_target_names_are_refused_without_importing_anything(
     spec: str, expected: str
 ) -> None:
-    from sage_lifecycle.target import validate_target_spec
+    from sage_lifecycle.resolve import validate_target_spec
 
     with pytest.raises(TargetError, match=expected):
         validate_target_spec(spec)

@@ -174,7 +174,7 @@ def test_a_conformance_search_stops_itself_inside_the_timeout_with_no_verdict(
 
 HANGING_ADAPTER = """
 import threading
-from sage_lifecycle.target import ReferenceTarget
+from sage_lifecycle.reference_target import ReferenceTarget
 
 class Hangs(ReferenceTarget):
     name = "hangs"

@@ -1,33 +1,33 @@
 """pytest-sage-lifecycle: prove that a dataflow runtime cleans every service exactly once
 and never returns from its wait early.
 
-Load the plugin with ``pytest -p sage_lifecycle`` (it also autoloads once installed).
-The library parts load lazily, so loading the plugin imports almost nothing::
+The library: load it without pytest. The pytest plugin is the leaf module
+``sage_lifecycle.pytest_plugin`` (load it with ``pytest -p sage_lifecycle``; it also
+autoloads once installed); nothing here imports it::
 
     from sage_lifecycle import Trace, assert_contract
     from sage_lifecycle.reference import LocalEnvironment
 
-PYTEST_DONT_REWRITE: the plugin has no assertions to rewrite, and the console command
-imports it before pytest starts.
+docs/api.md lists what you may import and rely on.
+
+PYTEST_DONT_REWRITE: the library has no assertions to rewrite.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+import typing
 
-# The pytest plugin is this package: its hooks and fixtures live in _plugin.
-from ._plugin import lifecycle_env as lifecycle_env
-from ._plugin import lifecycle_env_factory as lifecycle_env_factory
-from ._plugin import lifecycle_trace as lifecycle_trace
-from ._plugin import pytest_addhooks as pytest_addhooks
-from ._plugin import pytest_addoption as pytest_addoption
-from ._plugin import pytest_configure as pytest_configure
-from ._plugin import pytest_runtest_call as pytest_runtest_call
-from ._plugin import pytest_terminal_summary as pytest_terminal_summary
-from ._plugin import pytest_timeout_set_timer as pytest_timeout_set_timer
+__version__ = "0.2.0"
 
-if TYPE_CHECKING:
+# A conftest's ``pytest_plugins = ["sage_lifecycle"]`` registers this package; pytest then
+# loads what this names, so that line works with plugin autoload off too. (With autoload
+# on, the entry point registered the plugin under the name "sage_lifecycle" already and
+# the line is a no-op.) Naming the plugin module itself there would clash with the entry
+# point's registration.
+pytest_plugins = ["sage_lifecycle.pytest_plugin"]
+
+if typing.TYPE_CHECKING:
     from .contract import PROPERTIES, Property, Violation, check
     from .report import LifecycleViolation, assert_contract, format_report, format_timeline
     from .trace import Event, EventKind, Observer, Trace
@@ -41,6 +41,7 @@ __all__ = [
     "Property",
     "Trace",
     "Violation",
+    "__version__",
     "assert_contract",
     "check",
     "format_report",
@@ -63,7 +64,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> typing.Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'sage_lifecycle' has no attribute {name!r}")
@@ -73,4 +74,5 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+    # The API and the subpackages, not this module's own machinery.
+    return sorted({*__all__, "contract", "reference"})

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from . import _console
-from ._plugin import EXPIRES, TIMEOUT
+from .pytest_plugin import _EXPIRES, _TIMEOUT
 
 if TYPE_CHECKING:
     from .schedule import Replay
@@ -93,10 +93,10 @@ class ConformancePlugin:
         __tracebackhide__ = True
         from hypothesis import settings as hsettings
 
-        from .machines import LifecycleMachine, OutOfTime, run_replay, run_search
+        from .machines import BlackBoxMachine, OutOfTime, run_replay, run_search
 
         s = self.settings
-        machine = LifecycleMachine.for_property(
+        machine = BlackBoxMachine.for_property(
             prop,
             target_factory=s.factory,
             deadline=self._deadline(item),
@@ -128,8 +128,8 @@ class ConformancePlugin:
     def _stop_at(self, item: pytest.Item) -> float | None:
         """When the search stops by itself: early enough that its teardown and the
         verdict fit inside pytest-timeout's timeout, so that never has to fire."""
-        expires = item.stash.get(EXPIRES, None)
-        timeout = item.stash.get(TIMEOUT, None)
+        expires = item.stash.get(_EXPIRES, None)
+        timeout = item.stash.get(_TIMEOUT, None)
         if expires is None or timeout is None:
             return None
         return expires - min(1.0, 0.25 * timeout)
@@ -137,7 +137,7 @@ class ConformancePlugin:
     def _deadline(self, item: pytest.Item) -> float:
         """The deadline, cut to a quarter of what pytest-timeout leaves the search (a hang
         then ends with its story, not with the test's timeout)."""
-        expires = item.stash.get(EXPIRES, None)
+        expires = item.stash.get(_EXPIRES, None)
         if expires is None:
             return self.settings.deadline
         return max(0.05, min(self.settings.deadline, (expires - time.monotonic()) / 4))
@@ -147,7 +147,7 @@ class ConformancePlugin:
         stop_at = self._stop_at(item)
         if stop_at is None or time.monotonic() < stop_at:
             return None
-        return item.stash.get(TIMEOUT, None)
+        return item.stash.get(_TIMEOUT, None)
 
     def _cut(self, item: pytest.Item, search: Any) -> Any:
         """The verdict of a search pytest-timeout ended: a violation already seen is still
@@ -191,12 +191,12 @@ class ConformancePlugin:
         __tracebackhide__ = True
         from hypothesis import settings as hsettings
 
-        from .machines import DispatcherMachine, OutOfTime, run_white_box
+        from .machines import OutOfTime, WhiteBoxMachine, run_white_box
 
         s = self.settings
         machine = type(
             "WhiteBoxMachine",
-            (DispatcherMachine,),
+            (WhiteBoxMachine,),
             {
                 "dispatcher_class": s.dispatcher,
                 "deadline": self._deadline(item),

@@ -11,6 +11,9 @@ import pytest
 
 from ._conformance import PLUGIN_NAME, ConformancePlugin
 
+# Collected by pytest in conformance mode: nothing here to import.
+__all__: list[str] = []
+
 
 def _plugin(request: pytest.FixtureRequest) -> ConformancePlugin:
     plugin = request.config.pluginmanager.get_plugin(PLUGIN_NAME)

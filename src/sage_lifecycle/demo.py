@@ -16,6 +16,8 @@ from .reference import BaseService, BatchFunction, Dispatcher, LocalEnvironment,
 from .report import format_report
 from .trace import Event, Trace
 
+__all__ = ["HelloBatch", "HelloService", "PrintSink", "hello_service_world", "main"]
+
 
 class HelloService(BaseService):
     """A service that holds a (pretend) connection until its cleanup closes it."""

@@ -55,12 +55,6 @@ class Gate:
         with self._cond:
             return self._parked
 
-    @property
-    def passed(self) -> int:
-        """How many threads went through the gate."""
-        with self._cond:
-            return self._passed
-
     def open(self) -> None:
         """Let every parked and future thread through."""
         with self._cond:

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+__all__ = ["pytest_lifecycle_checked"]
+
 if TYPE_CHECKING:
     from .contract import Violation
     from .trace import Event

@@ -15,10 +15,41 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from .reference.dispatcher import Dispatcher, NodeSpec, ServiceRuntime, TaskRuntime, _Item
-from .trace import Event, EventKind, describe_error
+from .reference.dispatcher import (
+    Dispatcher,
+    Item,
+    NodeSpec,
+    ServiceRuntime,
+    TaskRuntime,
+    clean_recorded,
+)
+from .trace import Event, EventKind
 
-__all__ = ["MUTANTS", "Mutant"]
+__all__ = [
+    "MUTANTS",
+    "CleansWhenSourcesEnd",
+    "CleanupAfterFirstPipeline",
+    "CleanupStopsAtFirstFailure",
+    "DoubleCleanup",
+    "EndingTwiceCleansTwice",
+    "JoinsCleanupBriefly",
+    "LostErrors",
+    "Mutant",
+    "Pre878",
+    "RacyLastStopSignal",
+    "ServicesClearedEarly",
+    "SkipsFailedSetupCleanup",
+    "SleepsForCleanups",
+    "StopDropsInFlight",
+    "StopJoinsSourcesOnly",
+    "StopsAtFirstSignal",
+    "UnbalancedCounter",
+    "UnjoinedServiceThread",
+    "WaitOnIsRunning",
+    "WaitOnSources",
+    "WaitOnTasks",
+    "WaitsForFailedSetup",
+]
 
 
 class Pre878(Dispatcher):
@@ -33,7 +64,7 @@ class Pre878(Dispatcher):
                 self._cond.notify_all()
         return accepted
 
-    def _cleanup_services_after_batch_completion(self) -> None:
+    def cleanup_services(self) -> None:
         pass  # the method did not exist before #878: services are never cleaned
 
     def is_finished(self) -> bool:
@@ -43,11 +74,11 @@ class Pre878(Dispatcher):
 class WaitOnIsRunning(Dispatcher):
     """``is_running`` turns false before the service cleanup, and the wait trusts it."""
 
-    def _cleanup_services_after_batch_completion(self) -> None:
+    def cleanup_services(self) -> None:
         with self._cond:
             self.is_running = False
             self._cond.notify_all()
-        super()._cleanup_services_after_batch_completion()
+        super().cleanup_services()
 
     def is_finished(self) -> bool:
         return not self.is_running
@@ -64,11 +95,11 @@ class ServicesClearedEarly(Dispatcher):
     """The ``services`` dict is cleared before the cleanups run, and the wait checks
     ``len(services) == 0 and len(tasks) == 0`` as SAGE's does."""
 
-    def _cleanup_services_after_batch_completion(self) -> None:
+    def cleanup_services(self) -> None:
         with self._cond:
             self.services.clear()
             self._cond.notify_all()
-        super()._cleanup_services_after_batch_completion()
+        super().cleanup_services()
 
     def is_finished(self) -> bool:
         return not self.tasks and not self.services
@@ -77,9 +108,9 @@ class ServicesClearedEarly(Dispatcher):
 class CleanupStopsAtFirstFailure(Dispatcher):
     """The cleanup loop gives up at the first service whose cleanup raises."""
 
-    def _cleanup_services_after_batch_completion(self) -> None:
+    def cleanup_services(self) -> None:
         for runtime in reversed(list(self._registry.values())):
-            self._clean_service(runtime)
+            self.clean_service(runtime)
             if runtime.cleanup_error is not None:
                 break
         with self._cond:
@@ -117,18 +148,8 @@ class CleansWhenSourcesEnd(Dispatcher):
 def _clean_here(dispatcher: Dispatcher, runtime: ServiceRuntime) -> None:
     """Run a service's cleanup on the calling thread, recorded, with no guard against a
     second one; a failure is logged and collected, as the controller does."""
-    if runtime.instance is None:
-        return
-    dispatcher._record(EventKind.SERVICE_CLEANUP_BEGIN, runtime.name)
-    try:
-        runtime.instance.cleanup()
-    except Exception as exc:
-        event = dispatcher._record(
-            EventKind.SERVICE_CLEANUP_END, runtime.name, error=describe_error(exc)
-        )
-        dispatcher._add_error(exc, event)
-    else:
-        dispatcher._record(EventKind.SERVICE_CLEANUP_END, runtime.name)
+    if runtime.instance is not None:
+        clean_recorded(dispatcher, runtime)
 
 
 class DoubleCleanup(Dispatcher):
@@ -147,11 +168,11 @@ class SkipsFailedSetupCleanup(Dispatcher):
     """A service whose ``setup()`` raised is shut down without its ``cleanup()``, though it
     was constructed (what isage-kernel 0.2.5.3 does); the wait itself is correct."""
 
-    def _clean_service(self, runtime: ServiceRuntime) -> None:
+    def clean_service(self, runtime: ServiceRuntime) -> None:
         if runtime.setup_error is not None:
             with runtime._lock:
                 runtime.cleaned = True  # run_cleanup() now does nothing
-        super()._clean_service(runtime)
+        super().clean_service(runtime)
 
 
 class _StopsAtFirstSignal(TaskRuntime):
@@ -180,13 +201,13 @@ class UnbalancedCounter(Dispatcher):
 
     _pending = -1
 
-    def _cleanup_services_after_batch_completion(self) -> None:
+    def cleanup_services(self) -> None:
         with self._cond:
             self._pending = len(self._registry)
-        super()._cleanup_services_after_batch_completion()
+        super().cleanup_services()
 
-    def _clean_service(self, runtime: ServiceRuntime) -> None:
-        super()._clean_service(runtime)
+    def clean_service(self, runtime: ServiceRuntime) -> None:
+        super().clean_service(runtime)
         with self._cond:
             if runtime.cleanup_error is None:
                 self._pending -= 1
@@ -217,11 +238,11 @@ class UnjoinedServiceThread(Dispatcher):
     """Each service is cleaned from the controller, but its worker thread is never told to
     exit nor joined: it stays parked on its request queue after the wait returned."""
 
-    def _clean_service(self, runtime: ServiceRuntime) -> None:
+    def clean_service(self, runtime: ServiceRuntime) -> None:
         with runtime._lock:
             runtime.state = "closing"  # refuse new calls, as the reference does
         runtime.run_cleanup()
-        self._forget_service(runtime)
+        self.forget_service(runtime)
 
 
 class LostErrors(Dispatcher):
@@ -252,7 +273,7 @@ class StopJoinsSourcesOnly(Dispatcher):
                 lambda: not any(name.startswith("source") for name in self.tasks), limit
             )
         self.waited = True
-        self._record(
+        self.record(
             EventKind.WAIT_END,
             subject,
             begin=begin.seq if begin is not None else -1,
@@ -296,7 +317,7 @@ class _DiscardingInput:
     def get(self) -> Any:
         while True:
             message = self._queue.get()
-            if not (isinstance(message, _Item) and self._stop.is_set()):
+            if not (isinstance(message, Item) and self._stop.is_set()):
                 return message
 
 
@@ -305,11 +326,11 @@ class _DropsQueuedOnStop(TaskRuntime):
         super().__init__(dispatcher, node, index)
         self.queue = _DiscardingInput(self.queue, dispatcher.stop_requested)  # type: ignore[assignment]
 
-    def _emit(self, item: Any) -> None:
+    def emit(self, item: Any) -> None:
         # Once a stop is requested, stages stop forwarding: what is in flight is dropped.
         if self.node.role != "source" and self.dispatcher.stop_requested.is_set():
             return
-        super()._emit(item)
+        super().emit(item)
 
 
 class StopDropsInFlight(Dispatcher):
@@ -350,8 +371,8 @@ class JoinsCleanupBriefly(Dispatcher):
     most 0.1 s before it declares every service gone (a cleanup that takes longer is
     still running when the wait returns)."""
 
-    def _cleanup_services_after_batch_completion(self) -> None:
-        cleaner = self._spawn("cleanup", super()._cleanup_services_after_batch_completion)
+    def cleanup_services(self) -> None:
+        cleaner = self.spawn("cleanup", super().cleanup_services)
         cleaner.join(0.1)
         with self._cond:
             self.services.clear()
@@ -383,12 +404,12 @@ class RacyLastStopSignal(Dispatcher):
                 self._cond.notify_all()
         return True
 
-    def _clean_service(self, runtime: ServiceRuntime) -> None:
+    def clean_service(self, runtime: ServiceRuntime) -> None:
         # The last signal cleaned it: the controller only ends its thread and forgets it.
         runtime.shut_down()
         if runtime.thread is not None:
-            self._join(runtime.thread)
-        self._forget_service(runtime)
+            self.join_thread(runtime.thread)
+        self.forget_service(runtime)
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,14 @@ from ._stacks import format_thread_stacks, still_alive
 from .probes import FailureLog
 from .trace import Event, EventKind, Trace, describe_error
 
-__all__ = ["ObservedEnvironment", "ObservedStream", "RuntimeJob", "unended"]
+__all__ = [
+    "ObservedEnvironment",
+    "ObservedStream",
+    "RuntimeJob",
+    "observe_function",
+    "observe_service",
+    "unended",
+]
 
 #: Service methods that are the runtime's lifecycle, not calls into the service.
 _LIFECYCLE = frozenset(
@@ -720,7 +727,7 @@ class RuntimeJob:
             "contract was checked on that stop)",
         )
 
-    def close(self, timeout: float) -> None:
+    def end_if_running(self, timeout: float) -> None:
         """Teardown: end a job the test left running with ``stop()``, judged on it."""
         if self.submitted and not self.ended:
             self.end("stop", (), {})
@@ -728,7 +735,7 @@ class RuntimeJob:
     def threads(self) -> list[threading.Thread]:
         return [t for t in threading.enumerate() if t not in self._threads_before]
 
-    def hurry(self, timeout: float) -> None:
+    def release_now(self, timeout: float) -> None:
         """Ctrl-C or the test's timeout: nothing bounded can stop a black box; release."""
 
     def settle(self, timeout: float) -> None:

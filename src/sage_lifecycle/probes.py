@@ -40,7 +40,7 @@ __all__ = [
     "StageProbe",
 ]
 
-CallService = Callable[[str, str], Any]
+_CallService = Callable[[str, str], Any]
 """How a probe calls a service through its runtime: ``call(service_name, item)``."""
 
 
@@ -48,7 +48,7 @@ class InjectedFault(RuntimeError):
     """The failure a probe raises on purpose."""
 
 
-def chain(exc: BaseException) -> Iterator[BaseException]:
+def _chain(exc: BaseException) -> Iterator[BaseException]:
     """``exc`` and every exception it carries (exception groups, causes, contexts), once."""
     seen: set[int] = set()
     stack: list[BaseException] = [exc]
@@ -62,12 +62,14 @@ def chain(exc: BaseException) -> Iterator[BaseException]:
         stack.extend(x for x in (e.__cause__, e.__context__) if x is not None)
 
 
-def injected(exc: BaseException) -> bool:
+def _injected(exc: BaseException) -> bool:
     """Whether ``exc`` is, or carries, a failure the harness injected (an
     :class:`InjectedFault`), through exception groups, causes and contexts, or names one
     in its message (runtimes re-wrap errors by text: "the service's setup failed:
     InjectedFault: ...")."""
-    return any(isinstance(e, InjectedFault) or InjectedFault.__name__ in str(e) for e in chain(exc))
+    return any(
+        isinstance(e, InjectedFault) or InjectedFault.__name__ in str(e) for e in _chain(exc)
+    )
 
 
 class FailureLog:
@@ -93,7 +95,7 @@ class FailureLog:
                 self._errors[id(exc)] = (exc, seqs)
 
     def has(self, exc: BaseException) -> bool:
-        """Whether this very exception object was recorded (its chain not searched)."""
+        """Whether this very exception object was recorded (its _chain not searched)."""
         with self._lock:
             known = self._errors.get(id(exc))
             return known is not None and known[0] is exc
@@ -101,7 +103,9 @@ class FailureLog:
     def knows(self, raised: BaseException) -> bool:
         """Whether ``raised`` is, or carries, a failure recorded here (by identity)."""
         with self._lock:
-            return any(id(e) in self._errors and self._errors[id(e)][0] is e for e in chain(raised))
+            return any(
+                id(e) in self._errors and self._errors[id(e)][0] is e for e in _chain(raised)
+            )
 
     def reported(self, raised: BaseException | None) -> tuple[int, ...]:
         """Sequence numbers of the recorded failures that ``raised`` carries.
@@ -115,7 +119,7 @@ class FailureLog:
         texts: list[str] = []
         with self._lock:
             errors = dict(self._errors)
-        for exc in chain(raised):
+        for exc in _chain(raised):
             texts.append(str(exc))
             if id(exc) in errors and errors[id(exc)][0] is exc:
                 found.update(errors[id(exc)][1])
@@ -131,7 +135,7 @@ class FailureLog:
 ROUNDS = 3
 
 
-def item_index(item: str) -> int:
+def _item_index(item: str) -> int:
     """The index of an item key ``"p0#3"``."""
     return int(item.rsplit("#", 1)[1])
 
@@ -303,10 +307,10 @@ class _TaskProbe:
             return fn()
         except Exception as exc:
             raise self.probes.failure(
-                EventKind.TASK_ERROR, self.node, exc, node=self.node, injected=injected(exc)
+                EventKind.TASK_ERROR, self.node, exc, node=self.node, injected=_injected(exc)
             ) from None
 
-    def _calls(self, calls: tuple[str, ...], item: str, call: CallService) -> None:
+    def _calls(self, calls: tuple[str, ...], item: str, call: _CallService) -> None:
         for service in calls:
             call(service, item)
 
@@ -388,7 +392,7 @@ class _ItemProbe(_TaskProbe):
         """Take ``item`` (a scheduling point: the hand-over from upstream), and park at
         this node's gate if it is the gated one; return the item's index."""
         self.probes.point(f"take {item} at {self.node}")
-        k = item_index(item)
+        k = _item_index(item)
         if self.gated_on == k:
             self.probes.pass_gate(f"item:{self.node}#{k}")
         return k
@@ -409,10 +413,10 @@ class StageProbe(_ItemProbe):
         super().__init__(probes, f"p{pipeline}.stage{index}", ancestors, spec.gated_on, rank)
         self.spec = spec
 
-    def process(self, item: str, call: CallService) -> Any:
+    def process(self, item: str, call: _CallService) -> Any:
         return self._guarded(lambda: self._process(item, call))
 
-    def _process(self, item: str, call: CallService) -> Any:
+    def _process(self, item: str, call: _CallService) -> Any:
         k = self._park_if_gated(item)
         if self.spec.raises_on == k:
             raise InjectedFault(f"{self.node} failed on item {item}")
@@ -440,10 +444,10 @@ class SinkProbe(_ItemProbe):
         super().__init__(probes, f"p{pipeline}.sink{index}", ancestors, spec.gated_on, rank)
         self.spec = spec
 
-    def consume(self, item: str, call: CallService) -> None:
+    def consume(self, item: str, call: _CallService) -> None:
         self._guarded(lambda: self._consume(item, call))
 
-    def _consume(self, item: str, call: CallService) -> None:
+    def _consume(self, item: str, call: _CallService) -> None:
         self._park_if_gated(item)
         self.probes.record(EventKind.ITEM_SINK, self.node, node=self.node, item=item)
         self._calls(self.spec.calls, item, call)

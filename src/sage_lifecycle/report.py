@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Sequence
 
-from .contract import PROPERTIES, Violation, check
+from .contract import PROPERTIES, Violation, by_property, check
 from .trace import Event, Trace
 
 __all__ = ["LifecycleViolation", "assert_contract", "format_report", "format_timeline"]
@@ -76,10 +76,7 @@ def format_report(violations: Sequence[Violation], events: Sequence[Event]) -> s
     """The failure story: each violation with its witnesses, then the marked timeline."""
     if not violations:
         return "lifecycle contract holds"
-    by_prop: dict[str, int] = {}
-    for v in violations:
-        by_prop[v.property] = by_prop.get(v.property, 0) + 1
-    head = ", ".join(f"{p} ({n})" for p, n in by_prop.items())
+    head = ", ".join(f"{p} ({n})" for p, n in by_property(violations).items())
     lines = [f"lifecycle contract violated: {head}", ""]
     for v in violations:
         where = f" [job {v.job}]" if v.job else ""

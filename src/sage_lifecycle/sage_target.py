@@ -45,15 +45,10 @@ from typing import Any
 
 from . import _console
 from .probes import Probes
-from .target import (
-    _service_class,
-    _sink_class,
-    _source_class,
-    _stage_class,
-    _stream_source_class,
-)
+from .sage_api import ProbeClasses, build_job
 
 __all__ = [
+    "INSTALL_HINTS",
     "SageFlowNetTarget",
     "SageKernelTarget",
     "SageTarget",
@@ -175,42 +170,24 @@ def _import_kernel_classes(target: str) -> dict[str, Any]:
     )
 
 
-_adapter_classes: dict[str, dict[str, type[Any]]] = {}
+_adapter_classes: dict[str, ProbeClasses] = {}
 
 
-def _adapters(line: str, sage: dict[str, Any]) -> dict[str, type[Any]]:
+def _adapters(line: str, sage: dict[str, Any]) -> ProbeClasses:
     """The probe adapter classes on one SAGE line's base classes, made once per process."""
     with _process_lock:
         if line not in _adapter_classes:
-            _adapter_classes[line] = {
-                "service": _service_class(sage["BaseService"]),
-                "source": _source_class(sage["BatchFunction"]),
-                "map": _stage_class(sage["MapFunction"]),
-                "filter": _stage_class(sage["FilterFunction"]),
-                "sink": _sink_class(sage["SinkFunction"]),
-            }
-            if "SourceFunction" in sage:
-                _adapter_classes[line]["stream_source"] = _stream_source_class(
-                    sage["SourceFunction"], lambda name: sage["StopSignal"](name)
-                )
+            streaming = "SourceFunction" in sage
+            _adapter_classes[line] = ProbeClasses.on(
+                service=sage["BaseService"],
+                batch_source=sage["BatchFunction"],
+                map=sage["MapFunction"],
+                filter=sage["FilterFunction"],
+                sink=sage["SinkFunction"],
+                stream_source=sage["SourceFunction"] if streaming else None,
+                stop_signal=(lambda name: sage["StopSignal"](name)) if streaming else None,
+            )
         return _adapter_classes[line]
-
-
-def _build_pipelines(env: Any, probes: Probes, classes: dict[str, type[Any]]) -> None:
-    """Register the probes' services and pipelines with SAGE's public API."""
-    for name, service in probes.services.items():
-        env.register_service(name, classes["service"], service)
-    for i, source in enumerate(probes.sources):
-        if probes.topology.streaming:
-            stream = env.from_source(classes["stream_source"], source)
-        else:
-            stream = env.from_batch(classes["source"], source)
-        for stage in probes.stages[i]:
-            kind = stage.spec.kind
-            add = stream.map if kind == "map" else stream.filter
-            stream = add(classes[kind], stage, parallelism=stage.spec.parallelism)
-        for sink in probes.sinks[i]:
-            stream.sink(classes["sink"], sink, parallelism=sink.spec.parallelism)
 
 
 def _env_name(probes: Probes) -> str:
@@ -260,7 +237,7 @@ class SageTarget:
 
     def build(self, probes: Probes) -> None:
         env = self.environment(_env_name(probes))
-        _build_pipelines(env, probes, self._classes)
+        build_job(env, probes, self._classes)
         self.route_logs(env)
         self.env = env
 
@@ -389,7 +366,7 @@ class SageKernelTarget:
 
     def build(self, probes: Probes) -> None:
         env = self.environment(_env_name(probes))
-        _build_pipelines(env, probes, self._classes)
+        build_job(env, probes, self._classes)
         self.env = env
 
     def wait(self) -> None:

@@ -42,7 +42,10 @@ import threading
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from hypothesis.strategies import SearchStrategy
 
 from .clock import VirtualClock
 from .topology import PipelineSpec, ServiceSpec, SinkSpec, StageSpec, Topology
@@ -87,7 +90,7 @@ class Plan:
 
 
 @functools.cache
-def plans(depth: int = 2) -> Any:
+def plans(depth: int = 2) -> SearchStrategy[Plan]:
     """The Hypothesis strategy of plans: PCT of ``depth`` or random, in one fixed shape
     (kind, seed, change points), so a plan shrinks like any other draw. Made once per
     depth: a strategy is validated when it is made."""

@@ -19,13 +19,19 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from hypothesis.strategies import SearchStrategy
 
 __all__ = [
     "MODES",
     "RANKS",
+    "CleanupBehaviour",
+    "Mode",
     "PipelineSpec",
     "ServiceSpec",
+    "SetupBehaviour",
     "SinkSpec",
     "StageSpec",
     "Topology",
@@ -279,7 +285,7 @@ def topologies(
     faults: bool = True,
     gates: bool = True,
     modes: tuple[str, ...] = ("batch",),
-) -> Any:
+) -> SearchStrategy[Topology]:
     """A Hypothesis strategy for topologies within the given sizes.
 
     Every draw shrinks toward the smallest job: no faults, no item gates, parallelism 1,
@@ -323,7 +329,9 @@ class _Sizes:
 
 
 @functools.lru_cache(maxsize=64)
-def _topologies(sizes: _Sizes, faults: bool, gates: bool, modes: tuple[Mode, ...]) -> Any:
+def _topologies(
+    sizes: _Sizes, faults: bool, gates: bool, modes: tuple[Mode, ...]
+) -> SearchStrategy[Topology]:
     """The strategy itself, built once per set of arguments: Hypothesis validates a new
     strategy (and reads a composite's source) when it is made, which cost more than the
     draw itself when it was rebuilt for every example."""

@@ -24,7 +24,16 @@ from functools import partial
 from types import MappingProxyType
 from typing import Any, Protocol
 
-__all__ = ["Event", "EventKind", "NullObserver", "Observer", "Trace", "describe_error"]
+__all__ = [
+    "ERROR_KINDS",
+    "Event",
+    "EventKind",
+    "NullObserver",
+    "Observer",
+    "Trace",
+    "describe_error",
+    "jobs_of",
+]
 
 
 class EventKind(str, enum.Enum):

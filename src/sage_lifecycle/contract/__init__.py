@@ -27,8 +27,17 @@ from . import (
 )
 from ._common import Violation
 
-__all__ = ["PROPERTIES", "Property", "Violation", "check", "parse_properties"]
+__all__ = [
+    "PROPERTIES",
+    "Checker",
+    "Property",
+    "Violation",
+    "by_property",
+    "check",
+    "parse_properties",
+]
 
+#: A property's checker: ``checker(events, *, complete=True) -> list[Violation]``.
 Checker = Callable[..., list[Violation]]
 
 
@@ -88,6 +97,14 @@ def parse_properties(value: object, *, where: str) -> tuple[str, ...]:
             f"expected 'all' or a comma-separated list of: {', '.join(PROPERTIES)}"
         )
     return tuple(dict.fromkeys(items))
+
+
+def by_property(violations: Iterable[Violation]) -> dict[str, int]:
+    """How many violations each property has, in the order the properties first appear."""
+    counts: dict[str, int] = {}
+    for v in violations:
+        counts[v.property] = counts.get(v.property, 0) + 1
+    return counts
 
 
 def check(

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from ..trace import ERROR_KINDS, Event, EventKind
 from ._common import Violation, violation
 
+__all__ = ["PROPERTY", "SUMMARY", "check", "exercised"]
+
 PROPERTY = "cleanup-exactly-once"
 SUMMARY = "every service that was constructed has exactly one cleanup begin and one cleanup end"
 

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from ..trace import ERROR_KINDS, Event
 from ._common import Violation, completed_waits, violation
 
+__all__ = ["PROPERTY", "SUMMARY", "check", "exercised"]
+
 PROPERTY = "failure-isolation"
 SUMMARY = (
     "a service whose setup or cleanup raises, or a task that raises, does not stop any "

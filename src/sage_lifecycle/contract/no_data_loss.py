@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from ..trace import Event, EventKind
 from ._common import Violation, first_completed_wait, violation
 
+__all__ = ["PROPERTY", "SUMMARY", "check", "exercised"]
+
 PROPERTY = "no-data-loss"
 SUMMARY = (
     "in a pipeline without injected faults, every item a source emitted reached every "

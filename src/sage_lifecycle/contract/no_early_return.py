@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from ..trace import Event, EventKind
 from ._common import Violation, first_completed_wait, violation
 
+__all__ = ["PROPERTY", "SUMMARY", "check", "exercised"]
+
 PROPERTY = "no-early-return"
 SUMMARY = (
     "the call that ends the job (submit(autostop=True); for a streaming job stop() or "

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from ..trace import Event, EventKind
 from ._common import Violation, violation
 
+__all__ = ["PROPERTY", "SUMMARY", "check", "exercised"]
+
 PROPERTY = "no-hang"
 SUMMARY = (
     "the wait returns within the deadline once nothing of the harness holds it; if not, "

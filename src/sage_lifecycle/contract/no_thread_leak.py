@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from ..trace import Event, EventKind
 from ._common import Violation, completed_waits, violation
 
+__all__ = ["PROPERTY", "SUMMARY", "check", "exercised"]
+
 PROPERTY = "no-thread-leak"
 SUMMARY = (
     "threads the job started are not alive when the wait returns (strict for the "

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from ..trace import Event, EventKind
 from ._common import Violation, violation
 
+__all__ = ["PROPERTY", "SUMMARY", "check", "exercised"]
+
 PROPERTY = "no-use-after-cleanup"
 SUMMARY = (
     "no call into a service begins after that service's cleanup began, and none is "

@@ -5,7 +5,7 @@ It has SAGE's user-facing API, so SAGE code ports by changing imports::
     from sage_lifecycle.reference import BaseService, BatchFunction, LocalEnvironment
 """
 
-from .dispatcher import Dispatcher, NodeSpec, RuntimeContext, ServiceSpec
+from .dispatcher import Dispatcher, NodeSpec, RuntimeContext, ServiceFactory
 from .environment import DataStream, LocalEnvironment
 from .errors import (
     JobFailed,
@@ -46,9 +46,9 @@ __all__ = [
     "PipelineDefinitionError",
     "RuntimeContext",
     "ServiceCallTimeout",
+    "ServiceFactory",
     "ServiceNotFoundError",
     "ServiceRegistrationError",
-    "ServiceSpec",
     "ServiceUnavailableError",
     "SinkFunction",
     "SourceFunction",

@@ -24,8 +24,15 @@ state change notifies, so it returns as soon as the job is finished; it has a de
 and, past it, fails with the stacks of the job's threads. Failures of setup, cleanup and
 tasks are collected and raised together by the wait, after everything was cleaned.
 
-Subclasses may override the documented steps; the mutants of the catalogue do exactly
-that, one bug each.
+Subclasses (a user's dispatcher logic, the mutants of the catalogue: one bug each) may
+override these steps of :class:`Dispatcher`, each documented where it is defined:
+``receive_node_stop_signal`` (a task reports its stop), ``cleanup_services`` (SAGE's
+``_cleanup_services_after_batch_completion``: clean them all), ``clean_service`` (one),
+``forget_service`` (drop a cleaned one), ``is_finished`` (what the wait waits for),
+``wait``, ``stop`` and ``close`` (the ending calls), and ``task_class`` (how a task runs:
+its ``stage_ended`` and ``emit``). They may call ``record`` (an event into the trace),
+``add_error`` (a failure for the wait to raise), ``spawn`` and ``join_thread`` (a job
+thread, recorded), and ``point`` (a scheduling point).
 """
 
 from __future__ import annotations
@@ -50,9 +57,19 @@ from .errors import (
     ServiceNotFoundError,
     ServiceUnavailableError,
 )
-from .functions import is_stop_signal
+from .functions import _is_stop_signal
 
-__all__ = ["Dispatcher", "NodeSpec", "RuntimeContext", "ServiceSpec"]
+__all__ = [
+    "USER_ERRORS",
+    "Dispatcher",
+    "Item",
+    "NodeSpec",
+    "RuntimeContext",
+    "ServiceFactory",
+    "ServiceRuntime",
+    "TaskRuntime",
+    "clean_recorded",
+]
 
 
 class _Stop:
@@ -72,16 +89,18 @@ USER_ERRORS = (Exception, SystemExit, KeyboardInterrupt)
 
 #: How long a streaming source that had nothing waits before asking again (on the stop
 #: event: a stop request ends the wait at once).
-IDLE_POLL = 0.01
+_IDLE_POLL = 0.01
 
 
-class _Item(NamedTuple):
+class Item(NamedTuple):
+    """An item in flight between tasks: the key it was emitted under and its value."""
+
     key: str
     value: Any
 
 
 @dataclass(frozen=True)
-class ServiceSpec:
+class ServiceFactory:
     """A registered service: its name and how to construct it."""
 
     name: str
@@ -149,7 +168,7 @@ class _Call:
 class ServiceRuntime:
     """One service: its thread, its request queue and its lifecycle state."""
 
-    def __init__(self, dispatcher: Dispatcher, spec: ServiceSpec) -> None:
+    def __init__(self, dispatcher: Dispatcher, spec: ServiceFactory) -> None:
         self.dispatcher = dispatcher
         self.spec = spec
         self.name = spec.name
@@ -185,7 +204,7 @@ class ServiceRuntime:
                     f"{caller} called {self.name}.{method or '__call__'}() after the "
                     "service's cleanup began"
                 )
-                self.dispatcher._record(
+                self.dispatcher.record(
                     EventKind.SERVICE_CALL_REJECTED,
                     self.name,
                     error=message,
@@ -219,23 +238,22 @@ class ServiceRuntime:
     # -- the service's own thread --------------------------------------------------
     def run(self) -> None:
         d = self.dispatcher
-        d._record(EventKind.SERVICE_SETUP_BEGIN, self.name)
-        try:
+        d.record(EventKind.SERVICE_SETUP_BEGIN, self.name)
+
+        def construct_and_set_up() -> None:
             instance = self.spec.cls(*self.spec.args, **self.spec.kwargs)
             # A class with __slots__ cannot hold a context: it just cannot call services.
             with contextlib.suppress(AttributeError):
                 instance.ctx = RuntimeContext(d, f"service:{self.name}")
             self.instance = instance
-            d._record(EventKind.SERVICE_CONSTRUCT, self.name, cls=type(instance).__name__)
+            d.record(EventKind.SERVICE_CONSTRUCT, self.name, cls=type(instance).__name__)
             setup = getattr(instance, "setup", None)
             if callable(setup):
                 setup()
-        except USER_ERRORS as exc:
-            self.setup_error = exc
-            event = d._record(EventKind.SERVICE_SETUP_END, self.name, error=describe_error(exc))
-            d._add_error(exc, event)
-        else:
-            d._record(EventKind.SERVICE_SETUP_END, self.name)
+
+        self.setup_error = d.run_user_code(
+            EventKind.SERVICE_SETUP_END, self.name, construct_and_set_up
+        )
         with self._lock:
             if self.state == "new":
                 self.state = "ready" if self.setup_error is None else "failed"
@@ -260,18 +278,7 @@ class ServiceRuntime:
             if self.cleaned or self.instance is None:
                 return
             self.cleaned = True
-        d = self.dispatcher
-        d._record(EventKind.SERVICE_CLEANUP_BEGIN, self.name)
-        try:
-            cleanup = getattr(self.instance, "cleanup", None)
-            if callable(cleanup):
-                cleanup()
-        except USER_ERRORS as exc:
-            self.cleanup_error = exc
-            event = d._record(EventKind.SERVICE_CLEANUP_END, self.name, error=describe_error(exc))
-            d._add_error(exc, event)
-        else:
-            d._record(EventKind.SERVICE_CLEANUP_END, self.name)
+        self.cleanup_error = clean_recorded(self.dispatcher, self)
 
     def _serve(self, call: _Call) -> None:
         d = self.dispatcher
@@ -294,12 +301,12 @@ class ServiceRuntime:
                 )
             )
             return
-        begin = d._record(EventKind.SERVICE_CALL_BEGIN, self.name, method=label, caller=call.caller)
+        begin = d.record(EventKind.SERVICE_CALL_BEGIN, self.name, method=label, caller=call.caller)
         begin_seq = begin.seq if begin is not None else -1
         try:
             result = target(*call.args, **call.kwargs)
         except USER_ERRORS as exc:
-            d._record(
+            d.record(
                 EventKind.SERVICE_CALL_END,
                 self.name,
                 error=describe_error(exc),
@@ -308,11 +315,26 @@ class ServiceRuntime:
             )
             call.future.set_exception(exc)
         else:
-            d._record(EventKind.SERVICE_CALL_END, self.name, begin=begin_seq, method=label)
+            d.record(EventKind.SERVICE_CALL_END, self.name, begin=begin_seq, method=label)
             call.future.set_result(result)
 
 
-class NodeEnd:
+def clean_recorded(dispatcher: Dispatcher, runtime: ServiceRuntime) -> BaseException | None:
+    """Run a service instance's ``cleanup()`` on the calling thread, between its recorded
+    cleanup begin and end, with no guard against a second run (``run_cleanup`` has that
+    guard). A failure is recorded and collected for the wait; it is returned."""
+    dispatcher.record(EventKind.SERVICE_CLEANUP_BEGIN, runtime.name)
+    cleanup = getattr(runtime.instance, "cleanup", None)
+    return dispatcher.run_user_code(
+        EventKind.SERVICE_CLEANUP_END, runtime.name, cleanup if callable(cleanup) else _nothing
+    )
+
+
+def _nothing() -> None:
+    pass
+
+
+class _NodeEnd:
     """How many instances of one stage are still running; the last one to end says so
     downstream. One stop per downstream instance per upstream stage: the fan-out of
     stop signals between two parallel stages grows as P + Q, not P x Q."""
@@ -336,13 +358,13 @@ class TaskRuntime:
         self.node = node
         self.index = index
         self.name = f"{node.name}[{index}]"
-        self.queue: Queue[_Item | _Stop] = Queue()
+        self.queue: Queue[Item | _Stop] = Queue()
         self.targets: list[list[TaskRuntime]] = []
         self._next: list[int] = []
         #: Stop signals this instance waits for: one from each upstream stage.
         self.expected_stops = 0
         #: Shared by the instances of this stage (set by the dispatcher).
-        self.node_end = NodeEnd(1)
+        self.node_end = _NodeEnd(1)
         self.thread: threading.Thread | None = None
         self.function: Any = None
 
@@ -353,7 +375,8 @@ class TaskRuntime:
             for t in downstream:
                 t.expected_stops += 1
 
-    def _emit(self, item: _Item) -> None:
+    def emit(self, item: Item) -> None:
+        """Hand an item on to the next instance of each downstream stage, round robin."""
         for i, edge in enumerate(self.targets):
             edge[self._next[i] % len(edge)].queue.put(item)
             self._next[i] += 1
@@ -371,15 +394,15 @@ class TaskRuntime:
                     target.queue.put(_STOP)
 
     def _fail(self, exc: BaseException) -> None:
-        event = self.dispatcher._record(
+        event = self.dispatcher.record(
             EventKind.TASK_ERROR, self.name, error=describe_error(exc), node=self.node.name
         )
-        self.dispatcher._add_error(exc, event)
+        self.dispatcher.add_error(exc, event)
 
     def run(self) -> None:
         d = self.dispatcher
         node = self.node
-        d._record(
+        d.record(
             EventKind.TASK_START,
             self.name,
             node=node.name,
@@ -399,7 +422,7 @@ class TaskRuntime:
                 self._run_stage()
         finally:
             self._send_stop()
-            d._record(EventKind.TASK_STOP, self.name, node=node.name)
+            d.record(EventKind.TASK_STOP, self.name, node=node.name)
             d.point(f"stop signal of {self.name}")
             d.receive_node_stop_signal(self)
 
@@ -411,18 +434,18 @@ class TaskRuntime:
         try:
             while not d.stop_requested.is_set():
                 value = self.function.execute()
-                if is_stop_signal(value):
+                if _is_stop_signal(value):
                     return
                 if value is None:
                     if not self.node.streaming:
                         return
                     # Nothing now: ask again soon, at once if the job is stopped.
-                    d.stop_requested.wait(IDLE_POLL)
+                    d.stop_requested.wait(_IDLE_POLL)
                     continue
                 key = f"{self.node.name}#{n}"
                 n += 1
-                d._record(EventKind.ITEM_EMIT, self.name, node=self.node.name, item=key)
-                self._emit(_Item(key, value))
+                d.record(EventKind.ITEM_EMIT, self.name, node=self.node.name, item=key)
+                self.emit(Item(key, value))
         except USER_ERRORS as exc:
             self._fail(exc)
 
@@ -440,16 +463,16 @@ class TaskRuntime:
                 continue
             try:
                 if role == "map":
-                    self._emit(_Item(message.key, self.function.execute(message.value)))
+                    self.emit(Item(message.key, self.function.execute(message.value)))
                 elif role == "filter":
                     if self.function.execute(message.value):
-                        self._emit(message)
+                        self.emit(message)
                     else:
-                        d._record(
+                        d.record(
                             EventKind.ITEM_DROP, self.name, node=self.node.name, item=message.key
                         )
                 else:
-                    d._record(EventKind.ITEM_SINK, self.name, node=self.node.name, item=message.key)
+                    d.record(EventKind.ITEM_SINK, self.name, node=self.node.name, item=message.key)
                     self.function.execute(message.value)
             except USER_ERRORS as exc:
                 self._fail(exc)
@@ -500,31 +523,44 @@ class Dispatcher:
         self._lock = threading.Lock()
 
     # -- recording -----------------------------------------------------------------
-    def _record(
+    def record(
         self, kind: EventKind, subject: str, *, error: str | None = None, **data: Any
     ) -> Event | None:
+        """Record an event of this job into the observer (before its effect shows)."""
         return self.observer.record(kind, subject, job=self.job, error=error, **data)
 
-    def _add_error(self, exc: BaseException, event: Event | None) -> None:
+    def add_error(self, exc: BaseException, event: Event | None) -> None:
+        """Collect a failure (and the event that recorded it) for the wait to raise."""
         with self._lock:
             self._errors.append((exc, event.seq if event is not None else -1))
 
-    def errors(self) -> list[BaseException]:
-        """Every failure collected so far, in the order they happened."""
-        with self._lock:
-            return [e for e, _ in self._errors]
+    def run_user_code(
+        self, end: EventKind, subject: str, step: Callable[[], object]
+    ) -> BaseException | None:
+        """Run user code (a service's setup or cleanup): record ``end`` for ``subject``
+        when it returns, or with its error when it raises, and collect that error for the
+        wait. Returns the error, if any."""
+        try:
+            step()
+        except USER_ERRORS as exc:
+            self.add_error(exc, self.record(end, subject, error=describe_error(exc)))
+            return exc
+        self.record(end, subject)
+        return None
 
-    def _spawn(self, name: str, target: Callable[[], None]) -> threading.Thread:
+    def spawn(self, name: str, target: Callable[[], None]) -> threading.Thread:
+        """Start a job thread named ``<job>/<name>`` running ``target``, recorded."""
         thread = threading.Thread(target=target, name=f"{self.job}/{name}", daemon=True)
         with self._lock:
             self._threads.append(thread)
-        self._record(EventKind.THREAD_START, thread.name)
+        self.record(EventKind.THREAD_START, thread.name)
         thread.start()
         return thread
 
-    def _join(self, thread: threading.Thread) -> None:
+    def join_thread(self, thread: threading.Thread) -> None:
+        """Join a job thread and record that it was joined (``no-thread-leak``'s evidence)."""
         thread.join()
-        self._record(EventKind.THREAD_JOINED, thread.name)
+        self.record(EventKind.THREAD_JOINED, thread.name)
 
     def point(self, label: str) -> None:
         """A scheduling point: under the harness's scheduler, the calling thread waits
@@ -541,7 +577,7 @@ class Dispatcher:
             return list(self._threads)
 
     # -- starting ------------------------------------------------------------------
-    def start(self, services: Sequence[ServiceSpec], nodes: Sequence[NodeSpec]) -> None:
+    def start(self, services: Sequence[ServiceFactory], nodes: Sequence[NodeSpec]) -> None:
         """Start the job: services first, then (on the controller) every task instance."""
         for spec in services:
             runtime = ServiceRuntime(self, spec)
@@ -550,7 +586,7 @@ class Dispatcher:
         instances: dict[str, list[TaskRuntime]] = {}
         for node in nodes:
             instances[node.name] = [self.task_class(self, node, i) for i in range(node.parallelism)]
-            end = NodeEnd(node.parallelism)
+            end = _NodeEnd(node.parallelism)
             for task in instances[node.name]:
                 task.node_end = end
         for node in nodes:
@@ -563,7 +599,7 @@ class Dispatcher:
                 self._task_list.append(task)
                 # Announce the task before any thread runs: a wait that returns before
                 # the task even started has still returned early.
-                self._record(
+                self.record(
                     EventKind.TASK_CREATE,
                     task.name,
                     node=task.node.name,
@@ -574,21 +610,21 @@ class Dispatcher:
             self.is_running = True
             self._batch_complete = not self.tasks
         for runtime in self._registry.values():
-            runtime.thread = self._spawn(f"service:{runtime.name}", runtime.run)
-        self._controller = self._spawn("controller", self._control)
+            runtime.thread = self.spawn(f"service:{runtime.name}", runtime.run)
+        self._controller = self.spawn("controller", self._control)
 
     def _control(self) -> None:
         try:
             for runtime in self._registry.values():
                 runtime.setup_done.wait()
             for task in self._task_list:
-                task.thread = self._spawn(task.name, task.run)
+                task.thread = self.spawn(task.name, task.run)
             with self._cond:
                 self._cond.wait_for(lambda: self._batch_complete)
             for task in self._task_list:
                 if task.thread is not None:
-                    self._join(task.thread)
-            self._cleanup_services_after_batch_completion()
+                    self.join_thread(task.thread)
+            self.cleanup_services()
         finally:
             with self._cond:
                 self.is_running = False
@@ -613,23 +649,23 @@ class Dispatcher:
             self._cond.notify_all()
             return True
 
-    def _cleanup_services_after_batch_completion(self) -> None:
+    def cleanup_services(self) -> None:
         """Clean every service exactly once, in reverse registration order, and join it.
 
         Runs only after every task stopped, so no task can still call a service. A
         cleanup that raises is recorded and the next service is cleaned all the same.
         """
         for runtime in reversed(list(self._registry.values())):
-            self._clean_service(runtime)
+            self.clean_service(runtime)
 
-    def _clean_service(self, runtime: ServiceRuntime) -> None:
+    def clean_service(self, runtime: ServiceRuntime) -> None:
         """Clean one service on its own thread, behind its queued calls, and join it."""
         runtime.begin_cleanup()
         if runtime.thread is not None:
-            self._join(runtime.thread)
-        self._forget_service(runtime)
+            self.join_thread(runtime.thread)
+        self.forget_service(runtime)
 
-    def _forget_service(self, runtime: ServiceRuntime) -> None:
+    def forget_service(self, runtime: ServiceRuntime) -> None:
         """Drop a cleaned service from ``services`` and wake the waiters."""
         with self._cond:
             self.services.pop(runtime.name, None)
@@ -665,11 +701,11 @@ class Dispatcher:
         """Join the controller, once it has finished; never block on a running job."""
         if self._finished and not self._reaped and self._controller is not None:
             self._reaped = True
-            self._join(self._controller)
+            self.join_thread(self._controller)
 
     def begin_wait(self, subject: str) -> Event | None:
         """Record that a wait call began; ``submit`` does so before starting the job."""
-        return self._record(EventKind.WAIT_BEGIN, subject)
+        return self.record(EventKind.WAIT_BEGIN, subject)
 
     def wait(
         self,
@@ -693,14 +729,14 @@ class Dispatcher:
         self.waited = True
         if not finished:
             stacks = format_thread_stacks(t for t in self.threads() if t.is_alive())
-            self._record(
+            self.record(
                 EventKind.WAIT_DEADLINE,
                 subject,
                 begin=begin_seq,
                 deadline=limit,
                 stacks=stacks,
             )
-            self._record(EventKind.WAIT_END, subject, begin=begin_seq, outcome="deadline")
+            self.record(EventKind.WAIT_END, subject, begin=begin_seq, outcome="deadline")
             raise JobHangError(
                 f"job {self.job!r}: {subject}() did not finish within its deadline of "
                 f"{limit:.3g} s; tasks not stopped: {sorted(self.tasks)}; services not "
@@ -711,7 +747,7 @@ class Dispatcher:
             pending = [] if self._errors_raised else list(self._errors)
             self._errors_raised = True
         if pending:
-            self._record(
+            self.record(
                 EventKind.WAIT_END,
                 subject,
                 begin=begin_seq,
@@ -726,7 +762,7 @@ class Dispatcher:
                 "was cleaned up",
                 [exc for exc, _ in pending if isinstance(exc, Exception)],
             )
-        self._record(EventKind.WAIT_END, subject, begin=begin_seq, outcome="returned")
+        self.record(EventKind.WAIT_END, subject, begin=begin_seq, outcome="returned")
 
     def settle(self, timeout: float) -> bool:
         """Wait up to ``timeout`` for the job's own end (the controller finished).

@@ -19,9 +19,9 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from ..trace import Observer
-from .dispatcher import Dispatcher, NodeSpec, ServiceSpec
+from .dispatcher import Dispatcher, NodeSpec, ServiceFactory
 from .errors import JobStateError, PipelineDefinitionError, ServiceRegistrationError
-from .functions import _CallableStage, _IterableBatch, none_item_message
+from .functions import _CallableStage, _IterableBatch, _none_item_message
 
 __all__ = ["DataStream", "LocalEnvironment"]
 
@@ -153,7 +153,7 @@ class LocalEnvironment:
         self.deadline = float(deadline)
         self._dispatcher_class = dispatcher_class
         self._scheduling_point = scheduling_point
-        self._services: dict[str, ServiceSpec] = {}
+        self._services: dict[str, ServiceFactory] = {}
         self._nodes: list[NodeSpec] = []
         self._node_count = itertools.count()
         self._dispatcher: Dispatcher | None = None
@@ -189,7 +189,7 @@ class LocalEnvironment:
                 f"register_service({name!r}, {service_class!r}): expected a class (for "
                 "example a BaseService subclass), not an instance or function"
             )
-        self._services[name] = ServiceSpec(name, service_class, args, dict(kwargs))
+        self._services[name] = ServiceFactory(name, service_class, args, dict(kwargs))
 
     def from_batch(self, source: Any, *args: Any, **kwargs: Any) -> DataStream:
         """Start a pipeline from a ``BatchFunction`` class or a finite iterable."""
@@ -209,7 +209,7 @@ class LocalEnvironment:
             if isinstance(source, Sequence):
                 holes = [i for i, item in enumerate(source) if item is None]
                 if holes:
-                    raise PipelineDefinitionError(none_item_message(holes[0]))
+                    raise PipelineDefinitionError(_none_item_message(holes[0]))
             items = source
             label, factory = type(source).__name__, lambda: _IterableBatch(items)
         node = NodeSpec(name=self._node_name("source", label), role="source", factory=factory)

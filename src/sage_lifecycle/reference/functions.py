@@ -87,7 +87,7 @@ class StopSignal:
         return f"StopSignal({self.name!r})"
 
 
-def is_stop_signal(value: Any) -> bool:
+def _is_stop_signal(value: Any) -> bool:
     """Whether a source's value ends its stream: ours, or SAGE's own ``StopSignal``."""
     return isinstance(value, StopSignal) or type(value).__name__ == "StopSignal"
 
@@ -125,7 +125,7 @@ class _IterableBatch(BatchFunction):
         if item is _END:
             return None
         if item is None:  # a list is checked by from_batch; a generator only here
-            raise ValueError(none_item_message(self._count))
+            raise ValueError(_none_item_message(self._count))
         self._count += 1
         return item
 
@@ -133,7 +133,7 @@ class _IterableBatch(BatchFunction):
 _END = object()
 
 
-def none_item_message(index: int) -> str:
+def _none_item_message(index: int) -> str:
     """Why ``from_batch`` refuses a ``None`` item: SAGE reads it as the end of the batch."""
     return (
         f"from_batch(...): item {index} is None, and a batch ends at its first None (as in "

@@ -1,44 +1,19 @@
-"""Hypothesis state machines that prove the lifecycle contract on a target.
-
-- :class:`LifecycleMachine` (black box): draws a topology, builds it on the target with
-  the harness's probes, runs the target's wait on a harness thread, then opens and fails
-  gates in an order Hypothesis draws. The contract is checked as an invariant after every
-  step (what can already be wrong) and in full at teardown; a wait that outlives its
-  deadline fails ``no-hang`` with the stacks of every thread. Each example also checks
-  that the target really ran what it was given (no vacuous PASS).
-- :class:`DispatcherMachine` (white box): drives the reference ``Dispatcher`` directly
-  with stop signals in random order, duplicated and concurrent, interleaved with stop
-  requests, with invariants on its state.
-- :func:`run_search`: one search (a machine, usually for one property) run to a verdict
-  that is a claim about the target: a violation the harness saw is reported even when
-  Hypothesis cannot replay it, with how often replays reproduced it.
-
-Both machines are importable: subclass them for your own runtime::
-
-    class MyRuntimeMachine(LifecycleMachine):
-        target_factory = staticmethod(MyTarget)
-
-    TestMyRuntime = MyRuntimeMachine.TestCase
-"""
+"""The black-box machine: a drawn topology on any target, its trace checked against
+the contract (:class:`BlackBoxMachine`)."""
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
 import functools
-import itertools
 import sys
 import threading
 import time
-import traceback
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from hypothesis import note
 from hypothesis import strategies as st
-from hypothesis.errors import Flaky, InvalidArgument
 from hypothesis.stateful import (
     RuleBasedStateMachine,
     initialize,
@@ -47,147 +22,36 @@ from hypothesis.stateful import (
     rule,
 )
 
-from ._stacks import format_thread_stacks, still_alive
-from .clock import VirtualClock
-from .contract import PROPERTIES, Violation, check
-from .probes import InjectedFault, Probes
-from .reference import BaseService, Dispatcher, JobHangError
-from .reference.dispatcher import ServiceSpec as RuntimeServiceSpec
-from .report import LifecycleViolation, format_report, format_timeline
-from .schedule import Plan, Replay, Scheduler, encode, plans
-from .target import ReferenceTarget, Target
-from .topology import RANKS, StageSpec, Topology, topologies
-from .trace import Event, EventKind, Trace
-
-__all__ = [
-    "ENDINGS",
-    "DispatcherMachine",
-    "Failure",
-    "HarnessError",
-    "LifecycleMachine",
-    "Outcome",
-    "Search",
-    "TargetDidNotRun",
-    "check_topology",
-    "run_replay",
-    "run_search",
-    "run_white_box",
-    "stats",
-    "target_modes",
-]
-
-_white_box_jobs = itertools.count(1)
-
-#: How the driver may end a streaming job (drawn; shrinks toward the first).
-ENDINGS = (
-    "stop",
-    "close",
-    "stop twice at once",
-    "stop, then close",
-    "stop as the sources end",
+from .._stacks import format_thread_stacks, still_alive
+from ..clock import VirtualClock
+from ..contract import PROPERTIES, check
+from ..probes import InjectedFault, Probes
+from ..reference import JobHangError
+from ..reference_target import ReferenceTarget
+from ..report import LifecycleViolation, format_report, format_timeline
+from ..schedule import Plan, Replay, Scheduler, encode, plans
+from ..target import Target
+from ..topology import RANKS, StageSpec, Topology, topologies
+from ..trace import Event, EventKind, Trace
+from ._common import (
+    _RELEASE_PATIENCE,
+    AT_ONCE,
+    ENDINGS,
+    TWICE,
+    Failure,
+    HarnessError,
+    Search,
+    TargetDidNotRun,
+    _check_time,
+    _note,
+    stats,
+    target_modes,
 )
-#: The endings that make two ending calls.
-TWICE = ("stop twice at once", "stop, then close")
-#: A streaming job stopped as soon as ``submit(autostop=False)`` returned, before its
-#: sources ran: drawn at the start only (a step comes after the sources ran).
-AT_ONCE = "stop at once"
+
+__all__ = ["BlackBoxMachine", "format_decisions", "format_schedule", "unexplained_errors"]
 
 
-def _note(text: str) -> None:
-    """Hypothesis's ``note`` inside a test; nothing outside one (a replay, a tool)."""
-    with contextlib.suppress(InvalidArgument):
-        note(text)
-
-
-def target_modes(target: Any) -> tuple[str, ...]:
-    """The job modes a target runs: its ``modes``, or batch only if it declares none."""
-    modes = getattr(target, "modes", ("batch",))
-    return tuple(modes) if modes else ("batch",)
-
-
-#: How far (virtual seconds) the clock may jump in one go while a job is released.
-_RELEASE_PATIENCE = 3600.0
-
-
-class HarnessError(AssertionError):
-    """The target broke the harness's expectations in a way no property names
-    (an adapter that crashed, a wait that raised although nothing failed)."""
-
-
-class TargetDidNotRun(HarnessError):
-    """The target's wait completed, but the job it was given never ran (or not all of it):
-    no verdict about the contract can rest on such a run."""
-
-
-class OutOfTime(BaseException):
-    """The search ran out of the time it was given (``expires``), as pytest-timeout's
-    bound requires. A ``BaseException``, so Hypothesis neither shrinks nor replays it."""
-
-
-def _check_time(expires: float | None) -> None:
-    if expires is not None and time.monotonic() >= expires:
-        raise OutOfTime("the search ran out of its time")
-
-
-@dataclass(frozen=True)
-class Failure:
-    """A violation the harness saw: the run's topology, its schedule and its story."""
-
-    topology: Topology
-    violations: tuple[Violation, ...]
-    story: str
-    #: The gates the driver opened or failed, in order: ``("open", "cleanup:s0")``.
-    schedule: tuple[tuple[str, str], ...]
-    #: The scheduler's plan and the decisions it made (the points released, in order),
-    #: when the job ran on a schedule.
-    plan: Plan | None = None
-    decisions: tuple[str, ...] = ()
-
-
-class Search:
-    """One search's bookkeeping: examples run, how many exercised the property, failures.
-
-    Every machine class has one (``LifecycleMachine.search``); the conformance suite makes
-    a fresh one per property, so counts and job numbers do not depend on test order.
-    """
-
-    def __init__(self, prop: str | None = None) -> None:
-        self.property = prop
-        self.lock = threading.Lock()
-        #: Examples started, and examples that ran to a verdict without a violation.
-        self.runs = 0
-        self.examples = 0
-        #: Examples whose trace put the searched property to the test.
-        self.exercised = 0
-        self.violations: dict[str, int] = {}
-        self.failures: list[Failure] = []
-        #: Examples that ended in a failure nobody injected and no property explains,
-        #: and the story of the first (see ``LifecycleMachine._check_unexplained``).
-        self.unexplained = 0
-        self.unexplained_story = ""
-        #: Jobs started per mode (``batch``, ``streaming``).
-        self.modes: Counter[str] = Counter()
-        self._jobs = itertools.count(1)
-
-    def next_job(self, mode: str = "batch") -> int:
-        with self.lock:
-            self.runs += 1
-            self.modes[mode] += 1
-            return next(self._jobs)
-
-    def count(self, violations: list[Any] | tuple[Any, ...] = (), *, exercised: bool) -> None:
-        with self.lock:
-            self.examples += 1
-            self.exercised += exercised
-            for v in violations:
-                self.violations[v.property] = self.violations.get(v.property, 0) + 1
-
-
-#: The search of machines that were given none of their own (tests, subclasses).
-stats = Search()
-
-
-class LifecycleMachine(RuleBasedStateMachine):
+class BlackBoxMachine(RuleBasedStateMachine):
     """Black-box conformance of a target against the whole lifecycle contract.
 
     Class attributes configure it: ``target_factory`` (a callable returning a fresh
@@ -224,8 +88,17 @@ class LifecycleMachine(RuleBasedStateMachine):
     #: minimal one), for tools and tests that drive the machine.
     last_failure: ClassVar[tuple[Topology | None, tuple[Any, ...]] | None] = None
 
+    #: What a search's name starts with. Hypothesis seeds a derandomized search (the
+    #: ``ci`` profile) from the name of the machine it runs, so this, not the Python
+    #: class name, decides which jobs a ``ci`` search draws: the verdict table's counts
+    #: and the counterexamples stay the same across releases (it was the class's name in
+    #: 0.1). A subclass may set its own to draw other jobs.
+    search_prefix: ClassVar[str] = "LifecycleMachine"
+    #: The name the search of a :meth:`for_property` machine is seeded from.
+    search_name: ClassVar[str | None] = None
+
     @classmethod
-    def for_property(cls, prop: str, **attrs: Any) -> type[LifecycleMachine]:
+    def for_property(cls, prop: str, **attrs: Any) -> type[BlackBoxMachine]:
         """A subclass that checks only ``prop``, with its own :class:`Search`.
 
         One machine per property keeps shrinking honest: a bug that also shows, by
@@ -235,7 +108,12 @@ class LifecycleMachine(RuleBasedStateMachine):
         if prop not in PROPERTIES:
             raise ValueError(f"unknown property {prop!r}; expected one of {', '.join(PROPERTIES)}")
         name = "".join(part.title() for part in prop.split("-"))
-        body: dict[str, Any] = {"properties": (prop,), "search": Search(prop), **attrs}
+        body: dict[str, Any] = {
+            "properties": (prop,),
+            "search": Search(prop),
+            "search_name": f"{cls.search_prefix}_{name}",
+            **attrs,
+        }
         if "target_factory" in body:
             body["target_factory"] = staticmethod(body["target_factory"])
         return type(f"{cls.__name__}_{name}", (cls,), body)
@@ -271,7 +149,7 @@ class LifecycleMachine(RuleBasedStateMachine):
         self.forced: tuple[str, ...] | None = None
         self.scheduler: Scheduler | None = None
 
-    def topologies(self) -> Any:
+    def topologies(self) -> st.SearchStrategy[Topology]:
         """The strategy of topologies this machine draws from.
 
         A search for ``no-use-after-cleanup`` draws only jobs that call a service (the
@@ -438,7 +316,7 @@ class LifecycleMachine(RuleBasedStateMachine):
             and not self._failed
         )
 
-    def endings(self, *, at_start: bool = False) -> Any:
+    def endings(self, *, at_start: bool = False) -> st.SearchStrategy[str]:
         """The strategy for how a streaming job ends: one of ``ENDINGS``, or, drawn at the
         start, ``AT_ONCE`` too (else the ending at teardown if no step ends the job)."""
         return _endings(self.properties == ("cleanup-exactly-once",), at_start)
@@ -930,7 +808,7 @@ def unexplained_errors(events: Sequence[Event]) -> list[Event]:
 
 
 @functools.cache
-def _endings(twice: bool, at_start: bool) -> Any:
+def _endings(twice: bool, at_start: bool) -> st.SearchStrategy[str]:
     endings = st.sampled_from((*ENDINGS, AT_ONCE) if at_start else ENDINGS)
     if twice:
         # "Exactly once" is put to the test by ending a job twice: half the endings its
@@ -940,8 +818,10 @@ def _endings(twice: bool, at_start: bool) -> Any:
 
 
 @functools.lru_cache(maxsize=64)
-def _search_topologies(properties: tuple[str, ...] | None, modes: tuple[str, ...]) -> Any:
-    """The strategy :meth:`LifecycleMachine.topologies` draws from, built once per
+def _search_topologies(
+    properties: tuple[str, ...] | None, modes: tuple[str, ...]
+) -> st.SearchStrategy[Topology]:
+    """The strategy :meth:`BlackBoxMachine.topologies` draws from, built once per
     search shape (a strategy rebuilt for every example cost more than its draw)."""
     drawn = topologies(modes=modes)
     if properties == ("no-use-after-cleanup",):
@@ -1037,529 +917,3 @@ def format_schedule(schedule: list[tuple[str, str]] | tuple[tuple[str, str], ...
         ", ".join(f"{a}: {g}" if a == "end" else f"{a} {g}" for a, g in schedule)
         or "(no gate opened before the drain)"
     )
-
-
-# -- white box ------------------------------------------------------------------------
-
-
-class _Recorded(BaseService):
-    """A service for the white-box machine: the dispatcher itself records its lifecycle."""
-
-
-class _VirtualTasks(Dispatcher):
-    """The reference dispatcher with named tasks and no task threads: the machine
-    delivers their stop signals itself."""
-
-    def start_virtual(self, services: list[RuntimeServiceSpec], tasks: list[str]) -> None:
-        with self._cond:
-            self.tasks = {name: None for name in tasks}  # type: ignore[misc]
-        self.start(services, [])
-
-
-class WhiteBoxFinding(AssertionError):
-    """An invariant of the white-box machine that failed, with the property it breaks."""
-
-    def __init__(self, prop: str, message: str) -> None:
-        super().__init__(f"{prop}: {message}")
-        self.property = prop
-
-
-def _finding(prop: str, holds: bool, message: str) -> None:
-    if not holds:
-        raise WhiteBoxFinding(prop, message)
-
-
-class DispatcherMachine(RuleBasedStateMachine):
-    """White-box: the reference ``Dispatcher`` under stop signals in any order.
-
-    Signals arrive in random order, duplicated, and concurrently from several threads,
-    interleaved with a background ``stop`` wait. Invariants: services are cleaned only
-    once every task stopped, ``tasks`` is exactly the tasks not yet signalled, each
-    duplicate is counted and ignored, and the contract holds on the dispatcher's trace.
-    ``dispatcher_class`` may be a subclass to test (a mutant, say).
-    """
-
-    dispatcher_class: ClassVar[type[Dispatcher]] = Dispatcher
-    deadline: ClassVar[float] = 30.0
-    expires: ClassVar[float | None] = None
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.trace = Trace()
-        self.dispatcher: _VirtualTasks | None = None
-        self.names: list[str] = []
-        self.stopped: set[str] = set()
-        self.sent = 0
-        self.background: threading.Thread | None = None
-        self.background_error: list[BaseException] = []
-
-    @initialize(tasks=st.integers(1, 6), services=st.integers(0, 3))
-    def start(self, tasks: int, services: int) -> None:
-        _check_time(self.expires)
-        cls = type("WhiteBox", (_VirtualTasks, self.dispatcher_class), {})
-        d: _VirtualTasks = cls(
-            f"white-box#{next(_white_box_jobs)}", observer=self.trace, deadline=self.deadline
-        )
-        self.names = [f"t{i}" for i in range(tasks)]
-        specs = [RuntimeServiceSpec(f"s{i}", _Recorded) for i in range(services)]
-        d.start_virtual(specs, self.names)
-        self.dispatcher = d
-
-    @rule(data=st.data(), concurrent=st.booleans())
-    def signal(self, data: Any, concurrent: bool) -> None:
-        _check_time(self.expires)
-        names = data.draw(
-            st.lists(st.sampled_from(self.names), min_size=1, max_size=4), label="stop signals"
-        )
-        d = self.dispatcher
-        assert d is not None
-        self.sent += len(names)
-        if not concurrent:
-            for n in names:
-                d.receive_node_stop_signal(n)
-        else:
-            barrier = threading.Barrier(len(names))
-
-            def send(n: str) -> None:
-                barrier.wait(timeout=self.deadline)
-                d.receive_node_stop_signal(n)
-
-            threads = [threading.Thread(target=send, args=(n,), name=f"signal-{n}") for n in names]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join(self.deadline)
-                if t.is_alive():
-                    raise AssertionError(f"{t.name} hung\n{format_thread_stacks()}")
-        self.stopped.update(names)
-        if self.stopped == set(self.names):
-            # The last signal completes the batch: let the controller finish its cleanup
-            # so the invariants see the same state on every replay.
-            d.settle(self.deadline)
-
-    @precondition(lambda self: self.background is None)
-    @rule()
-    def stop_in_background(self) -> None:
-        d = self.dispatcher
-        assert d is not None
-
-        def stop() -> None:
-            try:
-                d.request_stop()
-                d.wait("stop")
-            except BaseException as exc:
-                self.background_error.append(exc)
-
-        self.background = threading.Thread(target=stop, name="white-box-stop", daemon=True)
-        self.background.start()
-
-    @invariant()
-    def state_is_consistent(self) -> None:
-        d = self.dispatcher
-        if d is None:
-            return
-        with d._cond:
-            remaining = set(d.tasks)
-            duplicates = d.duplicate_stop_signals
-        expected = set(self.names) - self.stopped
-        _finding(
-            "no-hang",
-            remaining <= expected,
-            f"stop signals of {sorted(remaining - expected)} were sent but are not counted: "
-            "the batch can never complete",
-        )
-        _finding(
-            "no-early-return",
-            remaining >= expected,
-            f"tasks {sorted(expected - remaining)} were counted as stopped but sent no stop "
-            "signal: the batch can complete early",
-        )
-        _finding(
-            "cleanup-exactly-once",
-            duplicates == self.sent - len(self.stopped),
-            f"{self.sent - len(self.stopped)} duplicate stop signals were sent, "
-            f"{duplicates} counted as duplicates: a duplicate can complete the batch again",
-        )
-        cleanups = self.trace.of_kind(EventKind.SERVICE_CLEANUP_BEGIN)
-        _finding(
-            "no-use-after-cleanup",
-            not cleanups or self.stopped == set(self.names),
-            f"cleanup began while tasks {sorted(set(self.names) - self.stopped)} had not stopped",
-        )
-        violations = check(self.trace.events(), complete=False)
-        if violations:
-            raise LifecycleViolation(format_report(violations, self.trace.events()), violations)
-
-    def teardown(self) -> None:
-        d = self.dispatcher
-        if d is None:
-            return
-        for n in self.names:
-            d.receive_node_stop_signal(n)
-        if self.background is not None:
-            self.background.join(self.deadline)
-            _finding(
-                "no-hang",
-                not self.background.is_alive(),
-                "stop() did not return once every task had stopped\n" + format_thread_stacks(),
-            )
-            _finding(
-                "failure-isolation",
-                not self.background_error,
-                f"stop() raised although nothing failed: {self.background_error!r}",
-            )
-        else:
-            d.wait("submit")
-        _finding("no-early-return", d.is_finished(), "the wait returned before the job finished")
-        alive = [t.name for t in d.threads() if t.is_alive()]
-        _finding("no-thread-leak", not alive, f"threads still alive after the wait: {alive}")
-        violations = check(self.trace.events())
-        if violations:
-            raise LifecycleViolation(format_report(violations, self.trace.events()), violations)
-        cleaned = [e.subject for e in self.trace.of_kind(EventKind.SERVICE_CLEANUP_END)]
-        _finding(
-            "cleanup-exactly-once",
-            sorted(cleaned) == sorted(self._service_names()),
-            f"services constructed: {sorted(self._service_names())}; cleanups ended: "
-            f"{sorted(cleaned)}",
-        )
-
-    def _service_names(self) -> list[str]:
-        return [e.subject for e in self.trace.of_kind(EventKind.SERVICE_CONSTRUCT)]
-
-
-@dataclass
-class Outcome:
-    """What one search says about the target, for the verdict table.
-
-    ``verdict`` is ``PASS`` (the search ran, exercised the property, found nothing),
-    ``FAIL`` (``story`` holds the counterexample), ``ERROR`` (the harness could not reach a
-    verdict: ``reason`` says why), ``NOT RUN`` (nothing put the property to the test) or,
-    for a replay of one recorded run, ``NOT REPRODUCED``.
-    """
-
-    verdict: str
-    topologies: int = 0
-    exercised: int = 0
-    reason: str = ""
-    story: str = ""
-    failure: Failure | None = None
-    #: For a violation Hypothesis could not replay: (reproduced, replays).
-    reproduced: tuple[int, int] | None = None
-    violations: tuple[Violation, ...] = field(default_factory=tuple)
-    #: Examples that ended in a failure nobody injected and no property explains (the
-    #: verdict stands on what was checked), and the story of the first.
-    unexplained: int = 0
-    unexplained_story: str = ""
-
-
-def _notes(exc: BaseException) -> str:
-    notes = getattr(exc, "__notes__", None) or []
-    return "\n".join(str(n) for n in notes)
-
-
-def _first_line(text: str) -> str:
-    return text.strip().splitlines()[0] if text.strip() else ""
-
-
-def _error(search: Search, reason: str, story: str) -> Outcome:
-    """No verdict: the harness could not reach one (``reason`` says why)."""
-    return Outcome("ERROR", search.runs, search.exercised, reason=reason, story=story)
-
-
-def _traceback(exc: BaseException) -> str:
-    return "".join(traceback.format_exception(exc))
-
-
-def run_search(machine: type[LifecycleMachine], settings: Any, *, replays: int = 10) -> Outcome:
-    """Run one machine's search to a verdict that is a claim about the target (see
-    :func:`_search`), with the search's unexplained failures beside it."""
-    outcome = _search(machine, settings, replays=replays)
-    search = machine.search
-    with search.lock:
-        return dataclasses.replace(
-            outcome, unexplained=search.unexplained, unexplained_story=search.unexplained_story
-        )
-
-
-def _search(machine: type[LifecycleMachine], settings: Any, *, replays: int) -> Outcome:
-    """Run one machine's search to a verdict that is a claim about the target.
-
-    A :class:`LifecycleViolation` is a FAIL with its (shrunk) story. A violation the
-    harness saw but Hypothesis could not replay (``Flaky*``: a target whose bug shows on
-    some runs only) is still a FAIL: the story of the run that showed it, and how many of
-    ``replays`` replays of its topology and schedule reproduced it. A crashed adapter or
-    a job that never ran is an ERROR; a search in which no topology exercised the
-    property is NOT RUN. Only the rest is PASS.
-    """
-    from hypothesis.stateful import run_state_machine_as_test
-
-    search = machine.search
-    try:
-        run_state_machine_as_test(machine, settings=settings)
-    except LifecycleViolation as exc:
-        return Outcome(
-            "FAIL",
-            search.runs,
-            search.exercised,
-            reason=exc.violations[0].message if exc.violations else _first_line(str(exc)),
-            story=f"{exc}\n{_notes(exc)}".rstrip(),
-            failure=search.failures[-1] if search.failures else None,
-            violations=exc.violations,
-        )
-    except HarnessError as exc:
-        return _error(search, _first_line(str(exc)), str(exc))
-    except Flaky as exc:
-        with search.lock:
-            seen = list(search.failures)
-        if not seen:
-            # Not a violation (those are recorded as seen): what the first run raised, an
-            # adapter crash or a job that never ran, is the reason, named as itself.
-            leaf = _leaves(exc)[0]
-            if leaf is exc:
-                reason = f"Hypothesis: {type(exc).__name__}: {_first_line(str(exc))}"
-            else:
-                reason = (
-                    f"{type(leaf).__name__}: {_first_line(str(leaf))} (in one run; Hypothesis "
-                    "could not make it happen again)"
-                )
-            return _error(search, reason, _traceback(exc))
-        failure = seen[-1]
-        hits = replay(machine, failure, runs=replays)
-        story = (
-            f"{failure.story}\n\nThis violation was seen in the run above; Hypothesis could not "
-            f"replay it reliably ({type(exc).__name__}), so it is reported as seen. "
-            f"Replaying its topology and schedule {replays} times reproduced it "
-            f"{hits}/{replays}: the target's bug shows on some runs only."
-        )
-        return Outcome(
-            "FAIL",
-            search.runs,
-            search.exercised,
-            reason=f"{failure.violations[0].message} (reproduced {hits}/{replays})",
-            story=story,
-            failure=failure,
-            reproduced=(hits, replays),
-            violations=failure.violations,
-        )
-    except Exception as exc:
-        leaves = _leaves(exc)
-        found = [e for e in leaves if isinstance(e, LifecycleViolation)]
-        if found:
-            # Hypothesis found several distinct failures: a violation among them is this
-            # search's finding, with its own story; the others are named after it.
-            first = found[0]
-            others = [e for e in leaves if e is not first]
-            also = "".join(
-                f"\n\nHypothesis also found, in another example: {type(e).__name__}: "
-                f"{_first_line(str(e))}"
-                for e in others
-            )
-            return Outcome(
-                "FAIL",
-                search.runs,
-                search.exercised,
-                reason=first.violations[0].message if first.violations else _first_line(str(first)),
-                story=f"{first}{also}",
-                failure=search.failures[-1] if search.failures else None,
-                violations=first.violations,
-            )
-        leaf = leaves[0]
-        return _error(search, f"{type(leaf).__name__}: {_first_line(str(leaf))}", _traceback(exc))
-    if search.examples == 0:
-        return Outcome("NOT RUN", search.runs, 0, reason="no topology ran to a verdict")
-    if search.exercised == 0:
-        return Outcome(
-            "NOT RUN",
-            search.runs,
-            0,
-            reason="no topology put the property to the test",
-        )
-    return Outcome("PASS", search.runs, search.exercised)
-
-
-def _leaves(exc: BaseException) -> list[BaseException]:
-    """The exceptions inside (nested) exception groups, or ``exc`` itself."""
-    inner = getattr(exc, "exceptions", None)
-    if not inner:
-        return [exc]
-    return [leaf for e in inner for leaf in _leaves(e)]
-
-
-def run_white_box(machine: type[DispatcherMachine], settings: Any) -> Outcome:
-    """Run the white-box machine to a verdict, as :func:`run_search` does for a property.
-
-    Its findings are assertions on the dispatcher's state and the contract; one that
-    Hypothesis could not replay (``FlakyFailure`` carries what the first run raised) is
-    still a FAIL, reported as seen.
-    """
-    from hypothesis.stateful import run_state_machine_as_test
-
-    try:
-        run_state_machine_as_test(machine, settings=settings)
-    except Exception as exc:
-        leaves = _leaves(exc)
-        if not all(isinstance(e, AssertionError) for e in leaves):
-            first = next(e for e in leaves if not isinstance(e, AssertionError))
-            reason = f"{type(first).__name__}: {_first_line(str(first))}"
-            return Outcome("ERROR", reason=reason, story=_traceback(exc))
-        first = leaves[0]
-        story = _traceback(exc)
-        if isinstance(exc, Flaky):
-            story += (
-                f"\nThis was seen in the run above; Hypothesis could not replay it reliably "
-                f"({type(exc).__name__}), so it is reported as seen."
-            )
-        if isinstance(first, WhiteBoxFinding | LifecycleViolation):
-            reason = _first_line(str(first))
-            if isinstance(first, LifecycleViolation) and first.violations:
-                reason = f"{first.violations[0].property}: {first.violations[0].message}"
-        else:
-            reason = f"{type(first).__name__}: {_first_line(str(first))}"
-        if len(leaves) > 1:
-            reason += f" (and {len(leaves) - 1} more distinct failure(s))"
-        return Outcome("FAIL", reason=reason, story=story)
-    return Outcome("PASS")
-
-
-def replay(machine: type[LifecycleMachine], failure: Failure, *, runs: int) -> int:
-    """Run ``failure``'s topology and schedule ``runs`` times; count the runs that show a
-    violation of the same property again. Outside Hypothesis: nothing is drawn."""
-    wanted = {v.property for v in failure.violations}
-    run = Replay(
-        next(iter(wanted), ""),
-        failure.topology,
-        failure.schedule,
-        failure.plan,
-        failure.decisions,
-    )
-    return _replay_runs(machine, run, wanted, runs)[0]
-
-
-def run_replay(machine: type[LifecycleMachine], run: Replay, *, runs: int) -> Outcome:
-    """Replay one recorded run (``--lifecycle-schedule``) ``runs`` times on ``machine``'s
-    target: FAIL with the story of the first run that showed the violation and how often
-    it did, or NOT REPRODUCED (the property held on every replay of this one run; that is
-    no search, so never a PASS)."""
-    hits, shown, crashed, departed = _replay_runs(machine, run, {run.property}, runs)
-    rate = f"reproduced {hits}/{runs}"
-    notes = ""
-    if departed:
-        notes += (
-            f" In {departed} of them the run departed from the recorded decisions (a point "
-            "they name was not reached), and the plan decided from there."
-        )
-    if crashed:
-        notes += (
-            f" {len(crashed)} of them ended in the harness or the adapter: "
-            f"{type(crashed[0]).__name__}: {_first_line(str(crashed[0]))}."
-        )
-    if shown is not None:
-        return Outcome(
-            "FAIL",
-            runs,
-            runs,
-            reason=f"{shown.violations[0].message} ({rate})",
-            story=f"{shown.story}\n\nReplayed this one run {runs} times: {rate}.{notes}",
-            reproduced=(hits, runs),
-            violations=shown.violations,
-        )
-    if crashed:
-        # A run that never got to its end shows nothing about the property.
-        return Outcome(
-            "ERROR",
-            runs,
-            0,
-            reason=f"{type(crashed[0]).__name__}: {_first_line(str(crashed[0]))} "
-            f"({len(crashed)} of {runs} replays)",
-            story=_traceback(crashed[0]) + notes,
-        )
-    return Outcome(
-        "NOT REPRODUCED",
-        runs,
-        runs,
-        reason=f"{run.property} held on every replay of this run ({rate}){notes}",
-        reproduced=(0, runs),
-    )
-
-
-def _replay_runs(
-    machine: type[LifecycleMachine], run: Replay, wanted: set[str], runs: int
-) -> tuple[int, Failure | None, list[Exception], int]:
-    """How many of ``runs`` replays showed a violation of ``wanted``, the first of them,
-    what the runs that crashed raised, and how many departed from the decisions."""
-    search = Search()
-    quiet = type(f"{machine.__name__}_Replay", (machine,), {"search": search})
-    hits = departed = 0
-    first: Failure | None = None
-    crashed: list[Exception] = []
-    for _ in range(runs):
-        m = quiet()
-        m.plan, m.forced = run.plan, run.decisions if run.plan is not None else None
-        seen: list[LifecycleViolation] = []
-        try:
-            steps = list(run.steps)
-            if steps[:1] == [("end", AT_ONCE)]:
-                m.final_ending = AT_ONCE  # begin() stops it as soon as it started
-                steps = steps[1:]
-            m.begin(run.topology)
-            for action, what in steps:
-                if action == "end":
-                    m.end_now(what)
-                    m._settle()
-                else:
-                    m.act_on(what, fail=action == "fail")
-                m.contract_holds_so_far()
-        except LifecycleViolation as exc:
-            seen.append(exc)
-        except Exception as exc:  # an adapter that crashed on replay: not a reproduction
-            crashed.append(exc)
-        try:
-            m.teardown()
-        except LifecycleViolation as exc:
-            seen.append(exc)
-        except Exception as exc:
-            crashed.append(exc)
-        departed += bool(m.scheduler is not None and m.scheduler.departed)
-        if any({v.property for v in e.violations} & wanted for e in seen):
-            hits += 1
-            if first is None:
-                # The run's own story, as the search records it (without its advice on
-                # how to replay: this is the replay).
-                first = next(
-                    f for f in search.failures if {v.property for v in f.violations} & wanted
-                )
-    return hits, first, crashed, departed
-
-
-def check_topology(
-    target_factory: Callable[[], Target],
-    topology: Topology,
-    *,
-    deadline: float = 30.0,
-    properties: tuple[str, ...] | None = None,
-) -> list[Any]:
-    """Run one topology through the black-box machine and return the violations found.
-
-    The gates open in name order once the job has gone quiet; no step is drawn. Useful
-    to keep a finding as a regression test::
-
-        found = check_topology(resolve_target("sage"), topology)
-        assert {v.property for v in found} == {"no-early-return"}
-    """
-
-    class One(LifecycleMachine):
-        pass
-
-    One.target_factory = staticmethod(target_factory)
-    One.deadline = deadline
-    One.properties = properties
-    One.search = Search()
-    m = One()
-    try:
-        m.begin(topology)
-        m.teardown()
-    except LifecycleViolation as exc:
-        m.teardown()
-        return list(exc.violations)
-    return []

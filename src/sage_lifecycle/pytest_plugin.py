@@ -10,12 +10,25 @@ import math
 import os
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Generator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 import pytest
+
+__all__ = [
+    "lifecycle_env",
+    "lifecycle_env_factory",
+    "lifecycle_trace",
+    "pytest_addhooks",
+    "pytest_addoption",
+    "pytest_configure",
+    "pytest_runtest_call",
+    "pytest_terminal_summary",
+    "pytest_timeout_set_timer",
+]
 
 if TYPE_CHECKING:
     from .contract import Violation
@@ -50,7 +63,7 @@ _CLOCK_HELP = (
     "virtual_time on the harness's virtual clock, so sleeps, polls and timed joins cannot "
     "outlast a parked gate; 'wall' waits for wall-clock quiet on every target"
 )
-CLOCKS = ("auto", "wall")
+_CLOCKS = ("auto", "wall")
 _PCT_HELP = (
     "depth of the PCT schedules the conformance driver draws on virtual time: priorities "
     "plus depth-1 change points decide which thread goes next at the job's scheduling "
@@ -65,7 +78,7 @@ _REPLAYS_HELP = (
     "how many times --lifecycle-schedule replays its run, and a search replays a "
     "violation Hypothesis could not reproduce (default: 10)"
 )
-PCT_DEPTHS = range(1, 6)
+_PCT_DEPTHS = range(1, 6)
 _MARKER = (
     "lifecycle(*, deadline=None, properties=None, dispatcher=None, target=None): run this "
     "test's lifecycle_env jobs with this deadline in seconds, check only these contract "
@@ -74,7 +87,7 @@ _MARKER = (
 )
 #: The smallest deadline the conformance suite accepts: the reference's own steps on a
 #: loaded 2-core machine take tens of milliseconds, so less would measure the machine.
-CONFORMANCE_MIN_DEADLINE = 0.5
+_CONFORMANCE_MIN_DEADLINE = 0.5
 _MARKER_KEYS = frozenset({"deadline", "properties", "dispatcher", "target"})
 
 
@@ -89,17 +102,17 @@ class _Settings:
 
 
 @dataclass
-class _Stats:
+class _SummaryCounts:
     tests: int = 0
     jobs: int = 0
     unended: int = 0
-    by_property: dict[str, int] = field(default_factory=dict)
+    by_property: Counter[str] = field(default_factory=Counter)
     #: The properties the tests checked (a marker may choose fewer than the session).
     properties: set[str] = field(default_factory=set)
 
 
 @dataclass
-class _Session:
+class _TestJobs:
     """What one test's lifecycle fixtures made: the trace and the jobs to close and check."""
 
     trace: Trace
@@ -129,7 +142,7 @@ def _timeout_margin(left: float) -> float:
 
 
 #: Seconds a test interrupted by Ctrl-C or its timeout may spend closing its jobs.
-_HURRY = 0.5
+_RELEASE_NOW = 0.5
 
 
 class _Job(Protocol):
@@ -145,8 +158,8 @@ class _Job(Protocol):
         """Why this job's verdict would not be about what the test meant, if so."""
         ...
 
-    def close(self, timeout: float) -> None:
-        """End the job if the test did not (teardown), raising what its ending raises."""
+    def end_if_running(self, timeout: float) -> None:
+        """Teardown: end the job if the test did not, raising what its ending call raises."""
         ...
 
     def settle(self, timeout: float) -> None:
@@ -161,7 +174,7 @@ class _Job(Protocol):
         """The job's threads, for stacks."""
         ...
 
-    def hurry(self, timeout: float) -> None:
+    def release_now(self, timeout: float) -> None:
         """Ctrl-C or the test's timeout: let the job's threads go, within ``timeout``."""
         ...
 
@@ -186,7 +199,7 @@ class _ReferenceJob(_Job):
             ending="env.submit(autostop=True), env.stop() or env.close()",
         )
 
-    def close(self, timeout: float) -> None:
+    def end_if_running(self, timeout: float) -> None:
         self.env.close(timeout=timeout)
 
     def settle(self, timeout: float) -> None:
@@ -200,18 +213,18 @@ class _ReferenceJob(_Job):
     def threads(self) -> list[threading.Thread]:
         return self.env.dispatcher.threads() if self.env.dispatcher else []
 
-    def hurry(self, timeout: float) -> None:
+    def release_now(self, timeout: float) -> None:
         if self.env.dispatcher is not None:
             self.env.dispatcher.request_stop()
             self.env.dispatcher.release(timeout)
 
 
 #: When pytest-timeout will fire for an item (``time.monotonic()``), and its timeout.
-EXPIRES = pytest.StashKey[float]()
-TIMEOUT = pytest.StashKey[float]()
+_EXPIRES = pytest.StashKey[float]()
+_TIMEOUT = pytest.StashKey[float]()
 _SETTINGS = pytest.StashKey[_Settings]()
-_STATS = pytest.StashKey[_Stats]()
-_SESSION = pytest.StashKey[_Session]()
+_STATS = pytest.StashKey[_SummaryCounts]()
+_TEST_JOBS = pytest.StashKey[_TestJobs]()
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -221,6 +234,21 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 
 
 _HYPOTHESIS_PLUGIN = "hypothesispytest"  # the name Hypothesis's entry point registers
+
+
+#: The options, in the order --help shows them: name, metavar (``None``: a flag, with a
+#: boolean ini twin), help, and the ini twin's default (``None``: no ini value).
+_OPTIONS: tuple[tuple[str, str | None, str, str | None], ...] = (
+    ("deadline", "SECONDS", _DEADLINE_HELP, "30"),
+    ("properties", "IDS", _PROPERTIES_HELP, "all"),
+    ("target", "TARGET", _TARGET_HELP, "reference"),
+    ("conformance", None, _CONFORMANCE_HELP, None),
+    ("hold", "SECONDS", _HOLD_HELP, "0.005"),
+    ("clock", "auto|wall", _CLOCK_HELP, "auto"),
+    ("pct-depth", "N", _PCT_HELP, "2"),
+    ("schedule", "STRING", _SCHEDULE_HELP, None),
+    ("replays", "N", _REPLAYS_HELP, None),
+)
 
 
 def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
@@ -235,76 +263,18 @@ def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginMa
         if not pluginmanager.is_registered(_hypothesis_pytestplugin):
             pluginmanager.register(_hypothesis_pytestplugin, _HYPOTHESIS_PLUGIN)
     group = parser.getgroup("lifecycle", "service and job lifecycle contract (sage_lifecycle)")
-    group.addoption(
-        "--lifecycle-deadline",
-        dest="lifecycle_deadline",
-        metavar="SECONDS",
-        default=None,
-        help=_DEADLINE_HELP,
-    )
-    group.addoption(
-        "--lifecycle-properties",
-        dest="lifecycle_properties",
-        metavar="IDS",
-        default=None,
-        help=_PROPERTIES_HELP,
-    )
-    group.addoption(
-        "--lifecycle-target",
-        dest="lifecycle_target",
-        metavar="TARGET",
-        default=None,
-        help=_TARGET_HELP,
-    )
-    group.addoption(
-        "--lifecycle-conformance",
-        dest="lifecycle_conformance",
-        action="store_true",
-        default=None,
-        help=_CONFORMANCE_HELP,
-    )
-    group.addoption(
-        "--lifecycle-hold",
-        dest="lifecycle_hold",
-        metavar="SECONDS",
-        default=None,
-        help=_HOLD_HELP,
-    )
-    parser.addini("lifecycle_deadline", _DEADLINE_HELP, default="30")
-    parser.addini("lifecycle_properties", _PROPERTIES_HELP, default="all")
-    parser.addini("lifecycle_target", _TARGET_HELP, default="reference")
-    parser.addini("lifecycle_conformance", _CONFORMANCE_HELP, type="bool", default=False)
-    group.addoption(
-        "--lifecycle-clock",
-        dest="lifecycle_clock",
-        metavar="auto|wall",
-        default=None,
-        help=_CLOCK_HELP,
-    )
-    group.addoption(
-        "--lifecycle-pct-depth",
-        dest="lifecycle_pct_depth",
-        metavar="N",
-        default=None,
-        help=_PCT_HELP,
-    )
-    group.addoption(
-        "--lifecycle-schedule",
-        dest="lifecycle_schedule",
-        metavar="STRING",
-        default=None,
-        help=_SCHEDULE_HELP,
-    )
-    group.addoption(
-        "--lifecycle-replays",
-        dest="lifecycle_replays",
-        metavar="N",
-        default=None,
-        help=_REPLAYS_HELP,
-    )
-    parser.addini("lifecycle_hold", _HOLD_HELP, default="0.005")
-    parser.addini("lifecycle_clock", _CLOCK_HELP, default="auto")
-    parser.addini("lifecycle_pct_depth", _PCT_HELP, default="2")
+    for name, metavar, text, ini in _OPTIONS:
+        dest = f"lifecycle_{name.replace('-', '_')}"
+        if metavar is None:  # a flag
+            group.addoption(
+                f"--lifecycle-{name}", dest=dest, action="store_true", default=None, help=text
+            )
+            parser.addini(dest, text, type="bool", default=False)
+            continue
+        # No default: an option not given falls back to its ini value (see _option).
+        group.addoption(f"--lifecycle-{name}", dest=dest, metavar=metavar, default=None, help=text)
+        if ini is not None:
+            parser.addini(dest, text, default=ini)
 
 
 def _parse_seconds(value: object, where: str, what: str = "deadline", example: str = "30") -> float:
@@ -319,10 +289,6 @@ def _parse_seconds(value: object, where: str, what: str = "deadline", example: s
             f"--lifecycle-{what}={example}"
         )
     return seconds
-
-
-def _parse_deadline(value: object, where: str) -> float:
-    return _parse_seconds(value, where)
 
 
 def _parse_count(value: object, where: str, what: str, allowed: range) -> int:
@@ -346,7 +312,7 @@ def _option(config: pytest.Config, name: str) -> tuple[object, str]:
 @pytest.hookimpl(tryfirst=True)  # before Hypothesis's plugin loads --hypothesis-profile
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", _MARKER)
-    deadline = _parse_deadline(*_option(config, "lifecycle_deadline"))
+    deadline = _parse_seconds(*_option(config, "lifecycle_deadline"))
     raw, where = _option(config, "lifecycle_properties")
     from .contract import parse_properties
 
@@ -358,12 +324,12 @@ def pytest_configure(config: pytest.Config) -> None:
     target, target_where = _option(config, "lifecycle_target")
     hold = _parse_seconds(*_option(config, "lifecycle_hold"), what="hold", example="0.01")
     clock, clock_where = _option(config, "lifecycle_clock")
-    if str(clock).strip() not in CLOCKS:
+    if str(clock).strip() not in _CLOCKS:
         raise pytest.UsageError(
             f"Invalid lifecycle clock {clock!r} from {clock_where}: expected "
-            f"{' or '.join(CLOCKS)}, for example --lifecycle-clock=wall"
+            f"{' or '.join(_CLOCKS)}, for example --lifecycle-clock=wall"
         )
-    depth = _parse_count(*_option(config, "lifecycle_pct_depth"), "pct-depth", PCT_DEPTHS)
+    depth = _parse_count(*_option(config, "lifecycle_pct_depth"), "pct-depth", _PCT_DEPTHS)
     replays_given = config.getoption("lifecycle_replays")
     replays = 10
     if replays_given is not None:
@@ -385,7 +351,7 @@ def pytest_configure(config: pytest.Config) -> None:
         properties = (replay.property,)
     settings = _Settings(deadline, properties, conformance, str(target), target_where)
     config.stash[_SETTINGS] = settings
-    config.stash[_STATS] = _Stats()
+    config.stash[_STATS] = _SummaryCounts()
     if conformance:
         _register_conformance(
             config,
@@ -398,7 +364,8 @@ def pytest_configure(config: pytest.Config) -> None:
             replays=replays,
         )
     elif settings.target.strip() != "reference":  # checked now, resolved by the first fixture
-        from .target import TargetError, validate_target_spec
+        from .resolve import validate_target_spec
+        from .target import TargetError
 
         try:
             validate_target_spec(settings.target)
@@ -420,15 +387,15 @@ def _register_conformance(
     """Conformance mode: its own plugin object, registered only when the mode is on."""
     from ._conformance import PLUGIN_NAME, ConformancePlugin, ConformanceSettings
     from .profiles import register_profiles
-    from .target import ReferenceTarget
+    from .reference_target import ReferenceTarget
 
     register_profiles()
-    if settings.deadline < CONFORMANCE_MIN_DEADLINE:
+    if settings.deadline < _CONFORMANCE_MIN_DEADLINE:
         raise pytest.UsageError(
             f"Invalid lifecycle deadline {settings.deadline} for the conformance suite: below "
-            f"{CONFORMANCE_MIN_DEADLINE} s a correct runtime on a loaded machine can miss it "
+            f"{_CONFORMANCE_MIN_DEADLINE} s a correct runtime on a loaded machine can miss it "
             "(a false no-hang); use --lifecycle-deadline=30, or at least "
-            f"{CONFORMANCE_MIN_DEADLINE}"
+            f"{_CONFORMANCE_MIN_DEADLINE}"
         )
     if hold >= settings.deadline:
         raise pytest.UsageError(
@@ -464,7 +431,8 @@ def _register_conformance(
 
 
 def _resolve(target: str, where: str) -> Any:
-    from .target import TargetError, resolve_target
+    from .resolve import resolve_target
+    from .target import TargetError
 
     try:
         return resolve_target(target)
@@ -472,7 +440,7 @@ def _resolve(target: str, where: str) -> Any:
         raise pytest.UsageError(f"--lifecycle-target from {where}: {exc}") from None
 
 
-def _marker_settings(item: pytest.Item, settings: _Settings) -> _Session:
+def _marker_settings(item: pytest.Item, settings: _Settings) -> _TestJobs:
     from .trace import Trace
 
     where = f"@pytest.mark.lifecycle on {item.nodeid}"
@@ -485,7 +453,7 @@ def _marker_settings(item: pytest.Item, settings: _Settings) -> _Session:
     except ValueError as exc:  # failed outside the handler: the message shows once
         message = str(exc)
     else:
-        return _Session(Trace(), deadline, properties, dispatcher, target)
+        return _TestJobs(Trace(), deadline, properties, dispatcher, target)
     pytest.fail(message, pytrace=False)
 
 
@@ -509,7 +477,9 @@ def _fixture_target(
             f"{where}: dispatcher= runs the job on the reference, but the target is "
             f"{spec!r}; drop one of them"
         )
-    from .target import ReferenceTarget, TargetError, resolve_target
+    from .reference_target import ReferenceTarget
+    from .resolve import resolve_target
+    from .target import TargetError
 
     cache = config.stash.setdefault(_TARGETS, {})
     if spec not in cache:  # once per session; a failure is kept as its message
@@ -557,7 +527,7 @@ def _marker_values(
     deadline = settings.deadline
     if kwargs.get("deadline") is not None:
         try:
-            deadline = _parse_deadline(kwargs["deadline"], f"{where} (deadline=...)")
+            deadline = _parse_seconds(kwargs["deadline"], f"{where} (deadline=...)")
         except pytest.UsageError as exc:
             raise ValueError(str(exc)) from None
     properties = settings.properties
@@ -579,7 +549,8 @@ def _marker_values(
             f"{where}: target={spec!r} is not a target name; expected for example target='sage'"
         )
     else:
-        from .target import TargetError, validate_target_spec
+        from .resolve import validate_target_spec
+        from .target import TargetError
 
         try:
             validate_target_spec(spec)
@@ -588,14 +559,14 @@ def _marker_values(
     return deadline, properties, dispatcher, spec
 
 
-def _session(request: pytest.FixtureRequest) -> _Session:
+def _test_jobs(request: pytest.FixtureRequest) -> _TestJobs:
     item: pytest.Item = request.node
-    session = item.stash.get(_SESSION, None)
-    if session is None:
-        session = _marker_settings(item, request.config.stash[_SETTINGS])
-        session.expires = item.stash.get(EXPIRES, None)
-        item.stash[_SESSION] = session
-    return session
+    state = item.stash.get(_TEST_JOBS, None)
+    if state is None:
+        state = _marker_settings(item, request.config.stash[_SETTINGS])
+        state.expires = item.stash.get(_EXPIRES, None)
+        item.stash[_TEST_JOBS] = state
+    return state
 
 
 @pytest.fixture
@@ -606,46 +577,46 @@ def lifecycle_trace(request: pytest.FixtureRequest) -> Trace:
     sequence number. Use it for custom assertions, or pass it as ``observer=`` to your
     own ``LocalEnvironment``; ``sage_lifecycle.assert_contract(trace)`` checks it.
     """
-    return _session(request).trace
+    return _test_jobs(request).trace
 
 
-def _make_env(session: _Session, name: str, **kwargs: Any) -> Any:
+def _make_env(state: _TestJobs, name: str, **kwargs: Any) -> Any:
     # Numbered within the test, so a job's id never depends on which tests ran before.
-    job = kwargs.setdefault("job", f"{name}#{len(session.jobs) + 1}")
+    job = kwargs.setdefault("job", f"{name}#{len(state.jobs) + 1}")
     if "deadline" not in kwargs:
         # Half of what is left before pytest-timeout fires: the wait's own deadline
         # then ends a hang with the story, and the teardown still fits after it.
-        fit = session.budget(session.deadline)
-        if session.expires is not None:
-            fit = min(fit, max(0.0, session.expires - time.monotonic()) / 2)
-        if fit < session.deadline:
-            session.notes.append(
+        fit = state.budget(state.deadline)
+        if state.expires is not None:
+            fit = min(fit, max(0.0, state.expires - time.monotonic()) / 2)
+        if fit < state.deadline:
+            state.notes.append(
                 f"the lifecycle deadline of job {job} was cut from "
-                f"{session.deadline:g} s to {fit:.3g} s to fit the test's pytest-timeout"
+                f"{state.deadline:g} s to {fit:.3g} s to fit the test's pytest-timeout"
             )
         kwargs["deadline"] = max(fit, 0.001)
     handle: _Job
-    if session.target is not None:
+    if state.target is not None:
         from .observe import RuntimeJob
 
         deadline = kwargs.pop("deadline")
         kwargs.pop("job")
         handle = RuntimeJob(
-            session.target,
+            state.target,
             name=name,
             job=job,
-            trace=session.trace,
+            trace=state.trace,
             deadline=deadline,
-            budget=session.budget,
+            budget=state.budget,
             env_kwargs=kwargs,
         )
     else:
         from .reference import LocalEnvironment
 
-        if session.dispatcher is not None:
-            kwargs.setdefault("dispatcher_class", session.dispatcher)
-        handle = _ReferenceJob(LocalEnvironment(name, observer=session.trace, **kwargs))
-    session.jobs.append(handle)
+        if state.dispatcher is not None:
+            kwargs.setdefault("dispatcher_class", state.dispatcher)
+        handle = _ReferenceJob(LocalEnvironment(name, observer=state.trace, **kwargs))
+    state.jobs.append(handle)
     return handle.observed
 
 
@@ -664,14 +635,14 @@ def lifecycle_env_factory(
     lifecycle contract: a violation fails the test with the property, the witness
     events and the timeline.
     """
-    session = _session(request)
+    state = _test_jobs(request)
 
     def make(name: str | None = None, **kwargs: Any) -> Any:
-        return _make_env(session, name or request.node.name, **kwargs)
+        return _make_env(state, name or request.node.name, **kwargs)
 
     yield make
-    if not session.done:  # the call phase did not run: close the jobs it left running
-        errors = _close_all(session)
+    if not state.done:  # the call phase did not run: close the jobs it left running
+        errors = _end_all(state)
         if errors:
             pytest.fail(_unwaited(errors), pytrace=False)
 
@@ -694,14 +665,14 @@ def lifecycle_env(lifecycle_env_factory: Callable[..., Any]) -> Any:
     return lifecycle_env_factory()
 
 
-def _close_all(session: _Session) -> list[BaseException]:
+def _end_all(state: _TestJobs) -> list[BaseException]:
     from .reference import JobHangError
 
-    session.done = True
+    state.done = True
     errors: list[BaseException] = []
-    for job in session.jobs:
+    for job in state.jobs:
         try:
-            job.close(session.budget(job.deadline))
+            job.end_if_running(state.budget(job.deadline))
         except JobHangError:
             pass  # the trace holds the deadline event: no-hang reports it with stacks
         except Exception as exc:
@@ -709,7 +680,7 @@ def _close_all(session: _Session) -> list[BaseException]:
     return errors
 
 
-def _interrupted(item: pytest.Item, session: _Session, why: str) -> str:
+def _interrupted(item: pytest.Item, state: _TestJobs, why: str) -> str:
     """The story so far of a test that Ctrl-C or its timeout ended: no wait, no blame.
 
     Only what is already wrong counts (the safety half of the contract); a wait still
@@ -720,12 +691,12 @@ def _interrupted(item: pytest.Item, session: _Session, why: str) -> str:
     from .report import format_report, format_timeline
     from .trace import EventKind
 
-    session.done = True
-    events = session.trace.events()
-    violations = check(events, properties=session.properties, complete=False)
+    state.done = True
+    events = state.trace.events()
+    violations = check(events, properties=state.properties, complete=False)
     ended = {e.get("begin") for e in events if e.kind is EventKind.WAIT_END}
     waiting = [e for e in events if e.kind is EventKind.WAIT_BEGIN and e.seq not in ended]
-    threads = [t for job in session.jobs for t in job.threads()]
+    threads = [t for job in state.jobs for t in job.threads()]
     lines = [f"{why}; the lifecycle story so far:"]
     lines += [
         f"  {e.subject}() of job {e.job!r} was still waiting (event #{e.seq})" for e in waiting
@@ -735,16 +706,16 @@ def _interrupted(item: pytest.Item, session: _Session, why: str) -> str:
         if violations
         else "no contract violation so far\ntimeline:\n" + format_timeline(events)
     )
-    lines += [*session.notes, "stacks of the job's threads:", format_thread_stacks(threads)]
-    for job in session.jobs:  # best effort, bounded: let the job's threads go
-        job.hurry(_HURRY / max(1, len(session.jobs)))
+    lines += [*state.notes, "stacks of the job's threads:", format_thread_stacks(threads)]
+    for job in state.jobs:  # best effort, bounded: let the job's threads go
+        job.release_now(_RELEASE_NOW / max(1, len(state.jobs)))
     item.config.stash[_STATS].tests += 1
-    item.config.stash[_STATS].jobs += len(session.jobs)
-    item.config.stash[_STATS].properties.update(session.properties)
+    item.config.stash[_STATS].jobs += len(state.jobs)
+    item.config.stash[_STATS].properties.update(state.properties)
     return "\n".join(lines)
 
 
-def _unended(item: pytest.Item, session: _Session) -> list[str]:
+def _unended(item: pytest.Item, state: _TestJobs) -> list[str]:
     """Jobs the test built but never submitted, or submitted and never ended.
 
     Either way the verdict would not be about what the test meant: a job never
@@ -752,33 +723,32 @@ def _unended(item: pytest.Item, session: _Session) -> list[str]:
     teardown happened to stop it. So both fail the test, every time (a job left running
     is still stopped at teardown and judged on that stop).
     """
-    return [problem for job in session.jobs if (problem := job.problem()) is not None]
+    return [problem for job in state.jobs if (problem := job.problem()) is not None]
 
 
 def _finish(
-    item: pytest.Item, session: _Session, body_failed: bool = False
+    item: pytest.Item, state: _TestJobs, body_failed: bool = False
 ) -> tuple[list[Violation], str]:
-    from .contract import check
+    from .contract import by_property, check
     from .report import format_report
 
-    unended = [] if body_failed else _unended(item, session)
-    errors = _close_all(session)
-    for job in session.jobs:  # a wait that returned early: let the trace show the rest
-        job.settle(session.budget(session.deadline) / 2)
-    events = session.trace.events()
-    violations = check(events, properties=session.properties)
+    unended = [] if body_failed else _unended(item, state)
+    errors = _end_all(state)
+    for job in state.jobs:  # a wait that returned early: let the trace show the rest
+        job.settle(state.budget(state.deadline) / 2)
+    events = state.trace.events()
+    violations = check(events, properties=state.properties)
     # Only now, with the verdict taken, let a misbehaving job end so no thread outlives
     # the test; what this records comes after the trace that was checked.
-    grace = session.budget(session.deadline)
-    stuck = [name for job in session.jobs for name in job.release(grace)]
+    grace = state.budget(state.deadline)
+    stuck = [name for job in state.jobs for name in job.release(grace)]
     item.ihook.pytest_lifecycle_checked(item=item, events=events, violations=violations)
     stats = item.config.stash[_STATS]
     stats.tests += 1
-    stats.jobs += len(session.jobs)
-    stats.properties.update(session.properties)
+    stats.jobs += len(state.jobs)
+    stats.properties.update(state.properties)
     stats.unended += len(unended)
-    for v in violations:
-        stats.by_property[v.property] = stats.by_property.get(v.property, 0) + 1
+    stats.by_property.update(by_property(violations))
     text = format_report(violations, events) if violations else ""
     if errors:
         text += ("\n\n" if text else "") + _unwaited(errors)
@@ -788,8 +758,8 @@ def _finish(
         )
     if unended:
         text += ("\n\n" if text else "") + "\n".join(unended)
-    if text and session.notes:
-        text += "\n\n" + "\n".join(session.notes)
+    if text and state.notes:
+        text += "\n\n" + "\n".join(state.notes)
     return violations, text
 
 
@@ -805,13 +775,13 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
     try:
         result = yield
     except BaseException as exc:
-        session = item.stash.get(_SESSION, None)
-        if session is not None and not session.done:
-            why = _why_interrupted(item, session, exc)
+        state = item.stash.get(_TEST_JOBS, None)
+        if state is not None and not state.done:
+            why = _why_interrupted(item, state, exc)
             if why is not None:
-                text = _interrupted(item, session, why)
+                text = _interrupted(item, state, why)
             else:
-                _, text = _finish(item, session, body_failed=True)
+                _, text = _finish(item, state, body_failed=True)
             reporter = item.config.pluginmanager.get_plugin("terminalreporter")
             if isinstance(exc, KeyboardInterrupt) and reporter is not None:
                 # pytest reports no test on Ctrl-C: the story goes straight to the terminal
@@ -822,19 +792,19 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
             elif text:
                 item.add_report_section("call", "lifecycle", text)
         raise
-    session = item.stash.get(_SESSION, None)
-    if session is not None and not session.done:
-        _, text = _finish(item, session)
+    state = item.stash.get(_TEST_JOBS, None)
+    if state is not None and not state.done:
+        _, text = _finish(item, state)
         if text:
             pytest.fail(text, pytrace=False)
     return result
 
 
-def _why_interrupted(item: pytest.Item, session: _Session, exc: BaseException) -> str | None:
+def _why_interrupted(item: pytest.Item, state: _TestJobs, exc: BaseException) -> str | None:
     """Whether Ctrl-C or pytest-timeout ended the test (then teardown must be quick)."""
     if isinstance(exc, KeyboardInterrupt):
         return "interrupted (KeyboardInterrupt)"
-    if session.expires is not None and time.monotonic() >= session.expires - 0.05:
+    if state.expires is not None and time.monotonic() >= state.expires - 0.05:
         return f"{item.nodeid} ran out of its pytest-timeout"
     return None
 
@@ -849,8 +819,8 @@ def pytest_timeout_set_timer(item: pytest.Item, settings: Any) -> bool | None:
     over to pytest-timeout's (which dumps every thread's stack and exits).
     """
     timeout = float(settings.timeout)
-    item.stash[EXPIRES] = time.monotonic() + timeout
-    item.stash[TIMEOUT] = timeout
+    item.stash[_EXPIRES] = time.monotonic() + timeout
+    item.stash[_TIMEOUT] = timeout
     signal_ok = threading.current_thread() is threading.main_thread()
     if settings.method == "signal" and signal_ok:
         return None
@@ -858,14 +828,14 @@ def pytest_timeout_set_timer(item: pytest.Item, settings: Any) -> bool | None:
 
     def expire() -> None:
         if not pytest_timeout.is_debugging():
-            session = item.stash.get(_SESSION, None)
+            state = item.stash.get(_TEST_JOBS, None)
             from ._conformance import PLUGIN_NAME
 
             conformance = item.config.pluginmanager.get_plugin(PLUGIN_NAME)
             story = ""
-            if session is not None and not session.done:
+            if state is not None and not state.done:
                 why = f"Timeout: {item.nodeid} ran out of its pytest-timeout of {timeout:g} s"
-                story = _interrupted(item, session, why)
+                story = _interrupted(item, state, why)
             elif conformance is not None:
                 story = conformance.timeout_story()
             if story:
