@@ -9,13 +9,15 @@ the fixtures find on today's SAGE.
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable
 
 import pytest
 
-from needs import needs_current, needs_kernel
+from helpers import ON_SAGE, needs_current, needs_kernel
+
+# Every test here may run SAGE: one xdist worker runs them all.
+pytestmark = ON_SAGE
 
 MINI_RUNTIME = '''
 """A tiny synchronous runtime with SAGE's API, and its lifecycle adapter."""
@@ -599,7 +601,7 @@ def test_the_wrapping_is_invisible_to_sage_and_to_the_users_code(
 
 @needs_kernel
 def test_on_the_legacy_line_a_late_cleanup_is_an_early_return(
-    pytester: pytest.Pytester,
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pytester.makepyfile(
         """
@@ -624,8 +626,10 @@ def test_job(lifecycle_env):
     lifecycle_env.submit(autostop=True)
 """
     )
-    if os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") != "1":
-        pytest.skip("the legacy line binds a fixed port: its tests run without -n")
+    # The plugin refuses the legacy line under two xdist workers (a fixed port). Here
+    # the SAGE tests are one group on one worker, so the run below is the only SAGE
+    # process: let it run in this worker.
+    monkeypatch.delenv("PYTEST_XDIST_WORKER_COUNT", raising=False)
     # In this process: the legacy JobManager binds a fixed port, once per process.
     result = pytester.runpytest_inprocess("-p", "sage_lifecycle", "--lifecycle-target=sage-kernel")
     result.assert_outcomes(failed=1)
@@ -807,11 +811,13 @@ def test_graph(lifecycle_env):
 
 @needs_kernel
 def test_on_the_legacy_line_a_stopped_stream_never_cleans_its_services(
-    pytester: pytest.Pytester,
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Found by the fixtures: the conformance suite drives the legacy line in batch only.
-    if os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") != "1":
-        pytest.skip("the legacy line binds a fixed port: its tests run without -n")
+    # The plugin refuses the legacy line under two xdist workers (a fixed port). Here
+    # the SAGE tests are one group on one worker, so the run below is the only SAGE
+    # process: let it run in this worker.
+    monkeypatch.delenv("PYTEST_XDIST_WORKER_COUNT", raising=False)
     pytester.makepyfile(SAGE_STREAM.format(imports=LEGACY, items=3) + STOPPED_STREAM)
     result = pytester.runpytest_inprocess("-p", "sage_lifecycle", "--lifecycle-target=sage-kernel")
     result.assert_outcomes(failed=1)

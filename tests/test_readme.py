@@ -16,7 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from needs import needs_current
+from helpers import ON_SAGE, needs_current
+
+# Every test here may run SAGE: one xdist worker runs them all.
+pytestmark = ON_SAGE
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.DOTALL | re.MULTILINE)
@@ -144,3 +147,34 @@ def test_the_sage_suite_example_passes_on_the_reference_and_shows_what_sage_does
     for line in shown:
         if line.strip() != "...":
             assert _shape(line) in _shape(out), f"README line not in the output: {line!r}"
+
+
+# -- the package index's description (docs/description.md) --------------------------------
+
+DESCRIPTION = README.parent / "docs" / "description.md"
+
+
+def test_the_package_description_is_the_index_page_and_holds_up_there() -> None:
+    """What the package index shows: no development set-up, no link into this repository,
+    and the same example as the README (which the test above runs)."""
+    tomllib = pytest.importorskip("tomllib", reason="reading pyproject.toml needs Python 3.11")
+    project = tomllib.loads((README.parent / "pyproject.toml").read_text(encoding="utf-8"))
+    assert project["project"]["readme"] == "docs/description.md"
+    text = DESCRIPTION.read_text(encoding="utf-8")
+    assert "pip install -e" not in text
+    links = re.findall(r"\]\(([^)]+)\)", text)
+    assert all(link.startswith("https://") for link in links), links
+    (example,) = [b for lang, b in FENCE.findall(text) if lang == "python"]
+    assert example == blocks("python")[0]
+    commands_shown = [
+        line.split("#")[0].strip()
+        for lang, block in FENCE.findall(text)
+        if lang == "sh"
+        for line in block.splitlines()
+    ]
+    installs = [c for c in commands_shown if c.startswith("pip install")]
+    assert installs, "the description says how to install"
+    extras = set(project["project"]["optional-dependencies"])
+    for command in installs:
+        for extra in re.findall(r"\[([\w-]+)\]", command):
+            assert extra in extras, command

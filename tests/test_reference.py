@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from helpers import DEADLINE, first, join_or_fail, run_in_thread
 from sage_lifecycle import EventKind, Trace, assert_contract, check
 from sage_lifecycle.gates import Gate
 from sage_lifecycle.reference import (
@@ -29,39 +30,8 @@ from sage_lifecycle.reference import (
     ServiceUnavailableError,
     SinkFunction,
 )
-from sage_lifecycle.trace import Event
 
 K = EventKind
-DEADLINE = 30.0  # generous: only a hang ever reaches it
-
-
-def first(events: tuple[Event, ...], kind: EventKind, subject: str | None = None) -> Event:
-    for e in events:
-        if e.kind is kind and (subject is None or e.subject == subject):
-            return e
-    raise AssertionError(f"no {kind.value} {subject or ''} in the trace")
-
-
-def run_in_thread(fn: Callable[[], Any], name: str) -> tuple[threading.Thread, list[BaseException]]:
-    errors: list[BaseException] = []
-
-    def body() -> None:
-        try:
-            fn()
-        except BaseException as exc:
-            errors.append(exc)
-
-    thread = threading.Thread(target=body, name=name, daemon=True)
-    thread.start()
-    return thread, errors
-
-
-def join_or_fail(thread: threading.Thread, timeout: float = DEADLINE) -> None:
-    from sage_lifecycle._stacks import format_thread_stacks
-
-    thread.join(timeout)
-    if thread.is_alive():
-        pytest.fail(f"{thread.name} still running after {timeout} s\n{format_thread_stacks()}")
 
 
 # -- SAGE's hello_service_world, ported by changing imports -----------------------------
