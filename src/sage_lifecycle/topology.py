@@ -21,6 +21,8 @@ import functools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from ._checks import is_whole_number
+
 if TYPE_CHECKING:
     from hypothesis.strategies import SearchStrategy
 
@@ -57,19 +59,19 @@ class TopologyError(ValueError):
 def _check_index(value: int | None, items: int, what: str) -> None:
     if value is None:
         return
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < max(items, 1):
+    if not (is_whole_number(value) and value < max(items, 1)):
         raise TopologyError(
             f"{what}={value!r}: must be None or an item index in range({items}) of the pipeline"
         )
 
 
 def _check_rank(value: int | None, what: str) -> None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+    if value is not None and not is_whole_number(value):
         raise TopologyError(f"{what}(rank={value!r}): must be None or an integer >= 0")
 
 
 def _check_parallelism(value: int, what: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if not is_whole_number(value, 1):
         raise TopologyError(f"{what}(parallelism={value!r}): parallelism must be an integer >= 1")
 
 
@@ -158,7 +160,7 @@ class PipelineSpec:
 
     def __post_init__(self) -> None:
         _check_rank(self.rank, "PipelineSpec")
-        if isinstance(self.items, bool) or not isinstance(self.items, int) or self.items < 0:
+        if not is_whole_number(self.items):
             raise TopologyError(
                 f"PipelineSpec(items={self.items!r}): items must be an integer >= 0"
             )
@@ -307,7 +309,7 @@ def topologies(
         ("max_items", max_items, 0),
         ("max_parallelism", max_parallelism, 1),
     ]:
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        if not is_whole_number(value, low):
             raise TopologyError(f"topologies({name}={value!r}): expected an integer >= {low}")
 
     if not modes or any(m not in MODES for m in modes) or len(set(modes)) != len(modes):

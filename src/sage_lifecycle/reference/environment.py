@@ -18,6 +18,7 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from .._checks import is_whole_number
 from ..trace import Observer
 from .dispatcher import Dispatcher, NodeSpec, ServiceFactory
 from .errors import JobStateError, PipelineDefinitionError, ServiceRegistrationError
@@ -76,7 +77,7 @@ class DataStream:
         parallelism: int,
     ) -> DataStream:
         self._env._check_open(f"{role}()")
-        if isinstance(parallelism, bool) or not isinstance(parallelism, int) or parallelism < 1:
+        if not is_whole_number(parallelism, 1):
             raise PipelineDefinitionError(
                 f"{role}(..., parallelism={parallelism!r}): parallelism must be an integer >= 1"
             )
