@@ -13,6 +13,9 @@ from sage_lifecycle import PROPERTIES
 
 pytest_plugins = ["pytester"]
 
+# Whole conformance runs in subprocesses: .ci/run runs them (-m slow).
+pytestmark = pytest.mark.slow
+
 #: The first word of each row of the verdict table.
 ROW_NAMES = (*PROPERTIES, "white-box")
 

@@ -211,6 +211,7 @@ MINIMAL: dict[str, tuple[tuple[str, ...], tuple[tuple[str, str], ...]]] = {
 }
 
 
+@pytest.mark.slow  # 21 ci searches with shrinking: .ci/run runs them (-m slow)
 @pytest.mark.parametrize("name", sorted(MUTANTS))
 def test_every_mutant_is_caught_and_shrinks_to_its_minimal_counterexample(name: str) -> None:
     """The conformance search for the mutant's property FAILs with its own story, on the
@@ -236,6 +237,7 @@ def test_every_mutant_is_caught_and_shrinks_to_its_minimal_counterexample(name: 
     assert shrunk == MINIMAL[name], f"{name} shrank to {shrunk}"
 
 
+@pytest.mark.slow
 def test_a_correct_wait_that_leaks_a_failed_setup_service_is_not_an_early_return() -> None:
     """SAGE 0.2.5.3's leak with a correct wait: cleanup-exactly-once FAIL, and the
     early-return search, which shares no evidence with it, PASSes."""

@@ -18,6 +18,9 @@ from pathlib import Path
 
 import pytest
 
+# Real pytest runs in subprocesses that wait out timeouts: .ci/run runs them (-m slow).
+pytestmark = pytest.mark.slow
+
 TIMEOUT = 3.0
 SLACK = 1.0  # the bound: the test ends within a second of its timeout
 
