@@ -271,7 +271,7 @@ def test_fixtures_markers_and_options_are_documented(pytester: pytest.Pytester) 
         (
             ["--lifecycle-target=mutant:nope"],
             "",
-            "*--lifecycle-target from --lifecycle-target: unknown mutant 'nope'*",
+            "*Invalid lifecycle target from --lifecycle-target: unknown mutant 'nope'*",
         ),
         (
             ["--lifecycle-properties=no-early-return,cleanup-twice"],

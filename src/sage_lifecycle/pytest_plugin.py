@@ -370,7 +370,9 @@ def pytest_configure(config: pytest.Config) -> None:
         try:
             validate_target_spec(settings.target)
         except TargetError as exc:
-            raise pytest.UsageError(f"--lifecycle-target from {target_where}: {exc}") from None
+            raise pytest.UsageError(
+                f"Invalid lifecycle target from {target_where}: {exc}"
+            ) from None
 
 
 def _register_conformance(
@@ -437,7 +439,7 @@ def _resolve(target: str, where: str) -> Any:
     try:
         return resolve_target(target)
     except TargetError as exc:
-        raise pytest.UsageError(f"--lifecycle-target from {where}: {exc}") from None
+        raise pytest.UsageError(f"Invalid lifecycle target from {where}: {exc}") from None
 
 
 def _marker_settings(item: pytest.Item, settings: _Settings) -> _TestJobs:
