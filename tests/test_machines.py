@@ -488,3 +488,20 @@ def test_a_streaming_job_can_be_stopped_as_soon_as_it_started() -> None:
     early.begin(topology)
     with pytest.raises(LifecycleViolation, match="no-early-return"):
         early.teardown()
+
+
+def test_a_ci_search_is_seeded_from_its_search_name_not_its_class_name() -> None:
+    """Hypothesis seeds a derandomized search from the machine's name: the search is
+    handed a factory named ``search_name``, so renaming a machine class draws the same
+    jobs (the pins above, the README's tables) while reports show the class's own name."""
+    from hypothesis.internal.reflection import function_digest
+
+    from sage_lifecycle.machines.search import _seeded
+
+    machine = BlackBoxMachine.for_property("no-hang")
+    assert machine.search_name == "LifecycleMachine_NoHang"
+    assert machine.__name__ == "BlackBoxMachine_NoHang"
+    as_named = type("LifecycleMachine_NoHang", (BlackBoxMachine,), {})
+    assert function_digest(_seeded(machine)) == function_digest(as_named)
+    assert function_digest(_seeded(machine)) != function_digest(machine)
+    assert type(_seeded(machine)()) is machine
