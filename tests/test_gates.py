@@ -3,6 +3,9 @@ does before the deadline (the failure then carries every thread's stack)."""
 
 from __future__ import annotations
 
+import threading
+from types import FrameType
+
 import pytest
 
 from helpers import join_or_fail, run_in_thread
@@ -69,3 +72,35 @@ def test_waiting_for_threads_that_never_park_fails_with_the_count_and_stacks() -
         f"expected 2 thread(s) parked at gate 'item:p0#1' within {SHORT} s, found 0\n"
     )
     assert "wait_parked" in text
+
+
+def test_stacks_are_taken_with_the_collector_off_and_it_is_left_as_found(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Before 3.12 a gc callback run inside sys._current_frames() can deadlock the process
+    (it holds the thread list lock); the stacks of a gate timeout are taken with gc off."""
+    import gc
+    import sys
+
+    from sage_lifecycle._stacks import current_frames
+
+    seen: list[bool] = []
+    real = sys._current_frames
+
+    def spy() -> dict[int, FrameType]:
+        seen.append(gc.isenabled())
+        return real()
+
+    monkeypatch.setattr(sys, "_current_frames", spy)
+    assert gc.isenabled()
+    with pytest.raises(GateTimeout, match="MainThread"):
+        Gate("cleanup:stuck", timeout=SHORT).pass_through()
+    assert seen == [False]
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        assert threading.get_ident() in current_frames()
+        assert not gc.isenabled()  # left as it was found
+    finally:
+        gc.enable()
+    assert seen == [False, False]

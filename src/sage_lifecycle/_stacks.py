@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 import threading
 import time
 import traceback
 from collections.abc import Iterable
+from types import FrameType
 
 __all__ = ["format_thread_stacks", "still_alive"]
 
@@ -24,7 +26,7 @@ def format_thread_stacks(
     Threads parked at the same place share one stack ("3 threads: a, b, c"), and the
     text stops near ``limit`` characters saying how many stacks it left out.
     """
-    frames = sys._current_frames()
+    frames = current_frames()
     chosen = list(threading.enumerate() if threads is None else threads)
     entries: list[tuple[str, bool, str]] = []
     for t in chosen:
@@ -33,6 +35,30 @@ def format_thread_stacks(
             continue
         entries.append((t.name, t.daemon, "".join(traceback.format_stack(frame)).rstrip()))
     return render_stacks(entries, limit=limit)
+
+
+#: Serializes the garbage collector switch in :func:`current_frames`.
+_GC_SWITCH = threading.Lock()
+
+
+def current_frames() -> dict[int, FrameType]:
+    """``sys._current_frames()``, with the garbage collector off while it runs.
+
+    CPython before 3.12 makes frame objects while holding the interpreter's thread list
+    lock; a collection they set off can need that lock again, or run gc callbacks
+    (Hypothesis registers one) that hand the GIL to a thread that needs it: every thread
+    of the process then waits forever (CPython gh-106883, fixed in 3.12 by this same
+    switch). Seen here once, on 3.11, in a search whose hung jobs report their stacks
+    while the driver starts a thread.
+    """
+    with _GC_SWITCH:
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return sys._current_frames()
+        finally:
+            if enabled:
+                gc.enable()
 
 
 def render_stacks(entries: Iterable[tuple[str, bool, str]], *, limit: int = _LIMIT) -> str:
