@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from sage_lifecycle import PROPERTIES as PROPERTIES_BY_ID
 from sage_lifecycle import EventKind, Trace, check
 from sage_lifecycle._stacks import format_thread_stacks
 from sage_lifecycle.clock import VirtualClock
@@ -581,3 +582,32 @@ def test_the_demo_catches_pre_878_in_plain_text() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert "SAGE's pre-#878 bug caught by cleanup-exactly-once" in done.stdout
     assert "``" not in done.stdout
+
+
+@pytest.mark.parametrize("name", sorted(MUTANTS))
+def test_every_violation_is_explained_let_then_so(name: str) -> None:
+    """Elle's manner, for every property (each is some mutant's): "Let" names each witness
+    with its thread, "Then" gives the facts of the property beyond the order of the
+    witnesses, each with its reason, and the last line names the property contradicted."""
+    from sage_lifecycle.contract.explain import explain, witness_names
+
+    mutant = MUTANTS[name]
+    env, run = EXPOSED_BY[name](mutant.dispatcher, DEADLINE)
+    events = run.trace.events()
+    violations = [v for v in check(events) if v.property == mutant.breaks]
+    finish(env)
+    assert violations
+    names = witness_names(violations)
+    for v in violations:
+        why = explain(v, events, names=names)
+        assert [line.split(" = ")[0] for line in why.let] == [names[s] for s in v.seqs]
+        for line, w in zip(why.let, v.witnesses, strict=True):
+            assert line.startswith(f"{names[w.seq]} = #{w.seq} {w.kind.value} ")
+            assert line.endswith(f"(thread {w.thread})"), line
+        own = [t for t in why.then if " precedes " not in t]
+        assert own, f"{name}: no fact of {v.property} in {why.then}"
+        assert why.so == (
+            f"so {v.message}, which contradicts {v.property}: "
+            f"{PROPERTIES_BY_ID[v.property].summary}"
+        )
+        assert str(why).startswith("Let:\n")

@@ -197,6 +197,7 @@ class Probes:
                     role=stage.spec.kind,
                     ancestors=stage.ancestors,
                     calls=stage.spec.calls,
+                    parallelism=stage.spec.parallelism,
                 )
             for sink in sinks:
                 self.record(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Sequence
 
 from .contract import PROPERTIES, Violation, by_property, check
+from .contract.explain import explain, witness_names
 from .trace import Event, Trace
 
 __all__ = ["LifecycleViolation", "assert_contract", "format_report", "format_timeline"]
@@ -78,6 +79,7 @@ def format_report(violations: Sequence[Violation], events: Sequence[Event]) -> s
         return "lifecycle contract holds"
     head = ", ".join(f"{p} ({n})" for p, n in by_property(violations).items())
     lines = [f"lifecycle contract violated: {head}", ""]
+    names = witness_names(violations)
     for v in violations:
         where = f" [job {v.job}]" if v.job else ""
         lines.append(f"{v.property}{where}: {v.message}")
@@ -86,6 +88,8 @@ def format_report(violations: Sequence[Violation], events: Sequence[Event]) -> s
             lines.append(f"  property: {summary}")
         lines.append("  witnesses:")
         lines.extend(f"    {w!r}" for w in v.witnesses)
+        lines.append("  why:")
+        lines.extend(f"    {line}" for line in str(explain(v, events, names=names)).splitlines())
         if v.detail:
             lines.append("  detail:")
             lines.extend(f"    {line}" for line in v.detail.splitlines())

@@ -43,18 +43,24 @@ Checker = Callable[..., list[Violation]]
 
 @dataclass(frozen=True)
 class Property:
-    """A contract property: its stable id, one-line statement, checker, and the test of
-    whether a trace put it to the test at all (a PASS needs at least one such trace)."""
+    """A contract property: its stable id, one-line statement, checker, and the
+    situations in a job's trace that put it to the test (a PASS needs at least one job
+    with one: ``exercised``)."""
 
     id: str
     summary: str
     checker: Checker
     exercised: Callable[[Sequence[Event]], bool]
+    #: The situations of one job's trace that put the property to the test, each a
+    #: phrase (``"the ending call was pending while a cleanup was parked"``).
+    situations: Callable[[Sequence[Event]], list[str]]
+    #: Every situation ``situations`` may name, in order.
+    known_situations: tuple[str, ...] = ()
 
 
 #: Every property, in the order of the DESIGN table.
 PROPERTIES: dict[str, Property] = {
-    m.PROPERTY: Property(m.PROPERTY, m.SUMMARY, m.check, m.exercised)
+    m.PROPERTY: Property(m.PROPERTY, m.SUMMARY, m.check, m.exercised, m.situations, m.SITUATIONS)
     for m in (
         cleanup_exactly_once,
         no_early_return,

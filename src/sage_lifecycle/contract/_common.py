@@ -8,7 +8,15 @@ from dataclasses import dataclass
 
 from ..trace import Event, EventKind
 
-__all__ = ["Violation", "completed_waits", "first_completed_wait"]
+__all__ = [
+    "Violation",
+    "completed_waits",
+    "ending_calls",
+    "first_completed_wait",
+    "gate_stays",
+    "overlap",
+    "pending_while_parked",
+]
 
 
 @dataclass(frozen=True, eq=False)
@@ -58,3 +66,50 @@ def first_completed_wait(events: Sequence[Event]) -> Event | None:
     """The first wait that returned or raised, or ``None``."""
     waits = completed_waits(events)
     return waits[0] if waits else None
+
+
+def ending_calls(events: Sequence[Event]) -> list[tuple[Event, Event | None]]:
+    """Each ending call's begin and its end (a ``wait.end`` or its ``wait.deadline``; ``None``
+    while it has neither), in the order the calls began."""
+    ends: dict[int, Event] = {}
+    for e in events:
+        if e.kind in (EventKind.WAIT_END, EventKind.WAIT_DEADLINE) and e.get("begin") is not None:
+            ends.setdefault(int(e.get("begin")), e)
+    return [(e, ends.get(e.seq)) for e in events if e.kind is EventKind.WAIT_BEGIN]
+
+
+def gate_stays(events: Sequence[Event]) -> list[tuple[str, Event, Event | None]]:
+    """Each stay of a thread at a gate: the gate, its ``gate.park`` and the ``gate.open`` or
+    ``gate.fail`` that released it (``None``: still parked)."""
+    parked: dict[str, list[Event]] = {}
+    stays: list[tuple[str, Event, Event | None]] = []
+    released: dict[int, Event] = {}
+    for e in events:
+        if e.kind is EventKind.GATE_PARK:
+            parked.setdefault(e.subject, []).append(e)
+        elif e.kind in (EventKind.GATE_OPEN, EventKind.GATE_FAIL):
+            for park in parked.pop(e.subject, []):
+                released[park.seq] = e
+    for e in events:
+        if e.kind is EventKind.GATE_PARK:
+            stays.append((e.subject, e, released.get(e.seq)))
+    return stays
+
+
+def overlap(a: tuple[Event, Event | None], b: tuple[Event, Event | None]) -> bool:
+    """Whether two spans of the trace (a begin and an end, ``None``: not ended) overlap."""
+    a_end = a[1].seq if a[1] is not None else float("inf")
+    b_end = b[1].seq if b[1] is not None else float("inf")
+    return a[0].seq < b_end and b[0].seq < a_end
+
+
+def pending_while_parked(events: Sequence[Event], prefix: str) -> bool:
+    """Whether an ending call was pending while a thread was parked at a gate whose name
+    starts with ``prefix`` (``cleanup:``, ``end:``, ``item:``)."""
+    calls = ending_calls(events)
+    return any(
+        overlap(call, (park, release))
+        for name, park, release in gate_stays(events)
+        if name.startswith(prefix)
+        for call in calls
+    )

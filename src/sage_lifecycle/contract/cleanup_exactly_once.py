@@ -5,12 +5,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..trace import ERROR_KINDS, Event, EventKind
-from ._common import Violation, violation
+from ._common import Violation, ending_calls, pending_while_parked, violation
 
-__all__ = ["PROPERTY", "SUMMARY", "check", "exercised"]
+__all__ = ["PROPERTY", "SITUATIONS", "SUMMARY", "check", "exercised", "situations"]
 
 PROPERTY = "cleanup-exactly-once"
 SUMMARY = "every service that was constructed has exactly one cleanup begin and one cleanup end"
+
+
+#: Every situation :func:`situations` may name, in the order it names them.
+SITUATIONS = (
+    "a constructed service owed its cleanup when the job was ended",
+    "the job was ended twice",
+    "a cleanup was parked while the ending call was pending",
+    "a service whose setup failed owed its cleanup",
+)
 
 
 def check(events: Sequence[Event], *, complete: bool = True) -> list[Violation]:
@@ -94,6 +103,22 @@ def check(events: Sequence[Event], *, complete: bool = True) -> list[Violation]:
     return out
 
 
+def situations(events: Sequence[Event]) -> list[str]:
+    """The situations in this job that put the property to the test: a constructed
+    service owed its cleanup when the job was ended, and the harder cases (ended twice, a
+    cleanup parked while the ending call was pending, a setup that failed)."""
+    if not any(e.kind is EventKind.SERVICE_CONSTRUCT for e in events) or not ending_calls(events):
+        return []
+    found = [SITUATIONS[0]]
+    if len(ending_calls(events)) > 1:
+        found.append(SITUATIONS[1])
+    if pending_while_parked(events, "cleanup:"):
+        found.append(SITUATIONS[2])
+    if any(e.kind is EventKind.SERVICE_SETUP_END and e.error for e in events):
+        found.append(SITUATIONS[3])
+    return found
+
+
 def exercised(events: Sequence[Event]) -> bool:
-    """Put to the test when a service was constructed."""
-    return any(e.kind is EventKind.SERVICE_CONSTRUCT for e in events)
+    """Whether the job put the property to the test: any of its :func:`situations`."""
+    return bool(situations(events))

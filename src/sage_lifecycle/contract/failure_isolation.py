@@ -7,13 +7,21 @@ from collections.abc import Sequence
 from ..trace import ERROR_KINDS, Event
 from ._common import Violation, completed_waits, violation
 
-__all__ = ["PROPERTY", "SUMMARY", "check", "exercised"]
+__all__ = ["PROPERTY", "SITUATIONS", "SUMMARY", "check", "exercised", "situations"]
 
 PROPERTY = "failure-isolation"
 SUMMARY = (
     "a service whose setup or cleanup raises, or a task that raises, does not stop any "
     "other service's cleanup, nor the wait from returning; the error reaches the caller "
     "or the report, never silently lost"
+)
+
+
+#: Every situation :func:`situations` may name, in the order it names them.
+SITUATIONS = (
+    "a service's setup failed before the ending call completed",
+    "a service's cleanup failed before the ending call completed",
+    "a task failed before the ending call completed",
 )
 
 
@@ -51,9 +59,25 @@ def check(events: Sequence[Event], *, complete: bool = True) -> list[Violation]:
     return out
 
 
-def exercised(events: Sequence[Event]) -> bool:
-    """Put to the test when a failure happened before a wait completed."""
+_KINDS = {
+    "service.setup.end": SITUATIONS[0],
+    "service.cleanup.end": SITUATIONS[1],
+    "task.error": SITUATIONS[2],
+}
+
+
+def situations(events: Sequence[Event]) -> list[str]:
+    """The situations in this job that put the property to the test: a setup, a cleanup
+    or a task failed before an ending call completed (the call must then report it)."""
     waits = completed_waits(events)
-    return bool(waits) and any(
-        e.kind in ERROR_KINDS and e.error is not None and e.seq < waits[-1].seq for e in events
-    )
+    if not waits:
+        return []
+    kinds = {
+        e.kind.value for e in events if e.kind in ERROR_KINDS and e.error and e.seq < waits[-1].seq
+    }
+    return [text for kind, text in _KINDS.items() if kind in kinds]
+
+
+def exercised(events: Sequence[Event]) -> bool:
+    """Whether the job put the property to the test: any of its :func:`situations`."""
+    return bool(situations(events))

@@ -5,15 +5,23 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..trace import Event, EventKind
-from ._common import Violation, first_completed_wait, violation
+from ._common import Violation, first_completed_wait, pending_while_parked, violation
 
-__all__ = ["PROPERTY", "SUMMARY", "check", "exercised"]
+__all__ = ["PROPERTY", "SITUATIONS", "SUMMARY", "check", "exercised", "situations"]
 
 PROPERTY = "no-data-loss"
 SUMMARY = (
     "in a pipeline without injected faults, every item a source emitted reached every "
     "sink downstream of it before the wait returned (streaming: every item emitted "
     "before the stop was requested)"
+)
+
+
+#: Every situation :func:`situations` may name, in the order it names them.
+SITUATIONS = (
+    "items reached a sink before the ending call returned",
+    "an item was held in flight while the ending call was pending",
+    "items passed a parallel stage",
 )
 
 
@@ -125,9 +133,26 @@ def check(events: Sequence[Event], *, complete: bool = True) -> list[Violation]:
     return out
 
 
-def exercised(events: Sequence[Event]) -> bool:
-    """Put to the test when an item was emitted and reached a sink before the wait returned."""
+def situations(events: Sequence[Event]) -> list[str]:
+    """The situations in this job that put the property to the test: items reached a
+    sink before the ending call returned, and the harder cases, an item held in flight at
+    a gate while the ending call was pending, and items through a parallel stage."""
     wait = first_completed_wait(events)
-    return wait is not None and any(
-        e.kind is EventKind.ITEM_SINK and e.seq < wait.seq for e in events
-    )
+    found = []
+    if wait is not None and any(e.kind is EventKind.ITEM_SINK and e.seq < wait.seq for e in events):
+        found.append(SITUATIONS[0])
+    if pending_while_parked(events, "item:"):
+        found.append(SITUATIONS[1])
+    parallel = {
+        e.subject
+        for e in events
+        if e.kind is EventKind.NODE_DECLARE and e.get("parallelism", 1) > 1
+    }
+    if parallel and any(e.kind is EventKind.ITEM_SINK for e in events):
+        found.append(SITUATIONS[2])
+    return found
+
+
+def exercised(events: Sequence[Event]) -> bool:
+    """Whether the job put the property to the test: any of its :func:`situations`."""
+    return bool(situations(events))

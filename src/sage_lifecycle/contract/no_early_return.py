@@ -5,14 +5,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..trace import Event, EventKind
-from ._common import Violation, first_completed_wait, violation
+from ._common import Violation, first_completed_wait, pending_while_parked, violation
 
-__all__ = ["PROPERTY", "SUMMARY", "check", "exercised"]
+__all__ = ["PROPERTY", "SITUATIONS", "SUMMARY", "check", "exercised", "situations"]
 
 PROPERTY = "no-early-return"
 SUMMARY = (
     "the call that ends the job (submit(autostop=True); for a streaming job stop() or "
     "close()) returns only after every service's cleanup ended and every task stopped"
+)
+
+
+#: Every situation :func:`situations` may name, in the order it names them.
+SITUATIONS = (
+    "the ending call was pending while a cleanup was parked",
+    "the ending call was pending while a task was parked at a gate",
 )
 
 # Events the harness records about the job rather than the job's own doing, and a
@@ -132,8 +139,18 @@ def check(events: Sequence[Event], *, complete: bool = True) -> list[Violation]:
     return sorted(found.values(), key=lambda v: v.seqs)
 
 
+def situations(events: Sequence[Event]) -> list[str]:
+    """The situations in this job that put the property to the test: the ending call was
+    pending while the job still had work held back (a cleanup parked, a task parked at a
+    gate), so a call that returns early would return before it."""
+    found = []
+    if pending_while_parked(events, "cleanup:"):
+        found.append(SITUATIONS[0])
+    if any(pending_while_parked(events, p) for p in ("end:", "item:", "more:")):
+        found.append(SITUATIONS[1])
+    return found
+
+
 def exercised(events: Sequence[Event]) -> bool:
-    """Put to the test when the ending call completed on a job with a service or task."""
-    return first_completed_wait(events) is not None and any(
-        e.kind in (EventKind.SERVICE_CONSTRUCT, EventKind.ITEM_EMIT) for e in events
-    )
+    """Whether the job put the property to the test: any of its :func:`situations`."""
+    return bool(situations(events))

@@ -4,15 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..trace import Event, EventKind
-from ._common import Violation, violation
+from ..trace import ERROR_KINDS, Event, EventKind
+from ._common import Violation, ending_calls, violation
 
-__all__ = ["PROPERTY", "SUMMARY", "check", "exercised"]
+__all__ = ["PROPERTY", "SITUATIONS", "SUMMARY", "check", "exercised", "situations"]
 
 PROPERTY = "no-hang"
 SUMMARY = (
     "the wait returns within the deadline once nothing of the harness holds it; if not, "
     "the failure shows the stacks of the job's threads"
+)
+
+
+#: Every situation :func:`situations` may name, in the order it names them.
+SITUATIONS = (
+    "the ending call ran to its end or its deadline",
+    "the ending call was awaited on a job with a failure in it",
 )
 
 
@@ -59,9 +66,23 @@ def check(events: Sequence[Event], *, complete: bool = True) -> list[Violation]:
     return out
 
 
+def situations(events: Sequence[Event]) -> list[str]:
+    """The situations in this job that put the property to the test: an ending call ran
+    to its end or to its deadline, and the harder case, a job with a failure in it."""
+    calls = ending_calls(events)
+    if not any(end is not None for _, end in calls):
+        return []
+    found = [SITUATIONS[0]]
+    if any(e.kind in ERROR_KINDS and e.error for e in events) or any(
+        e.kind is EventKind.GATE_FAIL for e in events
+    ):
+        found.append(SITUATIONS[1])
+    return found
+
+
 def exercised(events: Sequence[Event]) -> bool:
-    """Put to the test when a wait began (it then returns, or its deadline is recorded)."""
-    return any(e.kind is EventKind.WAIT_BEGIN for e in events)
+    """Whether the job put the property to the test: any of its :func:`situations`."""
+    return bool(situations(events))
 
 
 def _seconds(value: object) -> str:

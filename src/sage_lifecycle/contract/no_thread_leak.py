@@ -7,12 +7,19 @@ from collections.abc import Sequence
 from ..trace import Event, EventKind
 from ._common import Violation, completed_waits, violation
 
-__all__ = ["PROPERTY", "SUMMARY", "check", "exercised"]
+__all__ = ["PROPERTY", "SITUATIONS", "SUMMARY", "check", "exercised", "situations"]
 
 PROPERTY = "no-thread-leak"
 SUMMARY = (
     "threads the job started are not alive when the wait returns (strict for the "
     "reference dispatcher; an allow-list and grace period for black-box targets)"
+)
+
+
+#: Every situation :func:`situations` may name, in the order it names them.
+SITUATIONS = (
+    "the job's threads were looked at after the ending call returned",
+    "a task or setup had failed when the threads were looked at",
 )
 
 
@@ -62,7 +69,22 @@ def check(events: Sequence[Event], *, complete: bool = True) -> list[Violation]:
     return out
 
 
+def situations(events: Sequence[Event]) -> list[str]:
+    """The situations in this job that put the property to the test: the ending call
+    returned and the job's threads were looked at (the harness checks every black-box job
+    after its wait; the reference reports its joins), and the harder case, a job with a
+    failure in it (a thread left behind by the failure)."""
+    if not completed_waits(events):
+        return []
+    found = [SITUATIONS[0]]
+    if any(
+        e.kind is EventKind.TASK_ERROR or (e.kind is EventKind.SERVICE_SETUP_END and e.error)
+        for e in events
+    ):
+        found.append(SITUATIONS[1])
+    return found
+
+
 def exercised(events: Sequence[Event]) -> bool:
-    """Put to the test when the wait completed and the job's threads were looked at: the
-    harness checks every black-box job after its wait; the reference reports its joins."""
-    return bool(completed_waits(events))
+    """Whether the job put the property to the test: any of its :func:`situations`."""
+    return bool(situations(events))

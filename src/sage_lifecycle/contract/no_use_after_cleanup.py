@@ -5,14 +5,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..trace import Event, EventKind
-from ._common import Violation, violation
+from ._common import Violation, overlap, violation
 
-__all__ = ["PROPERTY", "SUMMARY", "check", "exercised"]
+__all__ = ["PROPERTY", "SITUATIONS", "SUMMARY", "check", "exercised", "situations"]
 
 PROPERTY = "no-use-after-cleanup"
 SUMMARY = (
     "no call into a service begins after that service's cleanup began, and none is "
     "still running when it begins"
+)
+
+
+#: Every situation :func:`situations` may name, in the order it names them.
+SITUATIONS = (
+    "a call was in flight when its service's cleanup was released",
+    "a service that the job called had its cleanup begin",
 )
 
 
@@ -95,7 +102,43 @@ def _refused_calls(events: Sequence[Event], cleanup_begin: dict[str, Event]) -> 
     return out
 
 
+def situations(events: Sequence[Event]) -> list[str]:
+    """The situations in this job that put the property to the test: a call into a
+    service was in flight when the driver released its cleanup, or a service that the
+    job called had its cleanup begin (a later call would then be a use after cleanup)."""
+    found = []
+    calls = [
+        (
+            e,
+            next(
+                (
+                    x
+                    for x in events
+                    if x.kind is EventKind.SERVICE_CALL_END and x.get("begin") == e.seq
+                ),
+                None,
+            ),
+        )
+        for e in events
+        if e.kind is EventKind.SERVICE_CALL_BEGIN
+    ]
+    releases = [
+        e
+        for e in events
+        if e.kind in (EventKind.GATE_OPEN, EventKind.GATE_FAIL) and e.subject.startswith("cleanup:")
+    ]
+    if any(
+        r.subject == f"cleanup:{begin.subject}" and overlap((begin, end), (r, r))
+        for begin, end in calls
+        for r in releases
+    ):
+        found.append(SITUATIONS[0])
+    called = {begin.subject for begin, _ in calls}
+    if any(e.kind is EventKind.SERVICE_CLEANUP_BEGIN and e.subject in called for e in events):
+        found.append(SITUATIONS[1])
+    return found
+
+
 def exercised(events: Sequence[Event]) -> bool:
-    """Put to the test when a service that was called had its cleanup begin."""
-    called = {e.subject for e in events if e.kind is EventKind.SERVICE_CALL_BEGIN}
-    return any(e.kind is EventKind.SERVICE_CLEANUP_BEGIN and e.subject in called for e in events)
+    """Whether the job put the property to the test: any of its :func:`situations`."""
+    return bool(situations(events))
