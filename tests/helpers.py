@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -73,5 +76,19 @@ def join_or_fail(thread: threading.Thread, timeout: float = DEADLINE) -> None:
 def verdict_rows(output: str) -> list[str]:
     """The conformance table's rows (row name and verdict), without counts and timings."""
     rows = output.split("lifecycle conformance")[-1].splitlines()[2:]
-    found = (re.match(r"(\S+(?: dispatcher)?) +(PASS|FAIL|ERROR|NOT RUN)\b", r) for r in rows)
+    found = (
+        re.match(r"(\S+(?: dispatcher)?) +(PASS|FAIL|ERROR|NOT RUN|NOT EXERCISED)\b", r)
+        for r in rows
+    )
     return [f"{m[1]} {m[2]}" for m in found if m]
+
+
+def run_cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``sage-lifecycle ARGS`` in a fresh interpreter, run from ``cwd``."""
+    return subprocess.run(
+        [sys.executable, "-m", "sage_lifecycle.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=str(cwd),
+    )

@@ -394,8 +394,9 @@ def test_a_search_that_never_exercised_its_property_is_not_a_pass() -> None:
     machine = BlackBoxMachine.for_property("no-use-after-cleanup")
     machine.topologies = lambda self: st.just(Topology())  # type: ignore[method-assign]
     outcome = run_search(machine, settings(max_examples=3, database=None))
-    assert outcome.verdict == "NOT RUN"
-    assert outcome.reason == "no topology put the property to the test"
+    assert outcome.verdict == "NOT EXERCISED"
+    assert outcome.reason == "3 topologies ran, none put the property to the test"
+    assert outcome.situations == {}
 
 
 def test_searches_count_their_own_topologies_and_number_their_own_jobs() -> None:

@@ -4,8 +4,6 @@ a recorded run replays exactly from its schedule string."""
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -14,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from helpers import run_cli
 from sage_lifecycle.machines import BlackBoxMachine, Outcome, run_replay, run_search
 from sage_lifecycle.profiles import register_profiles
 from sage_lifecycle.reference_target import ReferenceTarget
@@ -157,12 +156,15 @@ def test_its_schedule_string_replays_it_every_time(racy_search: Outcome) -> None
         "cleanup-exactly-once", target_factory=resolve_target("reference")
     )
     held = run_replay(reference, run, runs=3)
-    assert (held.verdict, held.reproduced) == ("NOT REPRODUCED", (0, 3))
+    assert (held.verdict, held.reproduced) == ("PASS", (0, 3))
+    assert held.reason == (
+        "cleanup-exactly-once held on 3/3 replays of the recorded run (one schedule, not a search)"
+    )
 
 
 def test_a_replay_whose_adapter_crashes_is_an_error_not_a_verdict(racy_search: Outcome) -> None:
     """A run that never got to its end shows nothing about the property: ERROR, never
-    NOT REPRODUCED."""
+    PASS."""
 
     class Broken(ReferenceTarget):
         def build(self, probes: Any) -> None:
@@ -175,19 +177,9 @@ def test_a_replay_whose_adapter_crashes_is_an_error_not_a_verdict(racy_search: O
     assert "(2 of 2 replays)" in outcome.reason
 
 
-def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "sage_lifecycle.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=str(tmp_path),
-    )
-
-
 def test_the_command_line_replays_a_schedule_string(racy_search: Outcome, tmp_path: Path) -> None:
     token = _token(racy_search)
-    done = _cli(
+    done = run_cli(
         tmp_path, "--schedule", token, "--target", "mutant:racy_last_stop_signal", "--replays", "3"
     )
     assert done.returncode == 1, done.stdout + done.stderr
@@ -197,6 +189,6 @@ def test_the_command_line_replays_a_schedule_string(racy_search: Outcome, tmp_pa
         r"\(reproduced 3/3\)",
         done.stdout,
     ), done.stdout
-    held = _cli(tmp_path, "--schedule", token, "--replays", "2")
+    held = run_cli(tmp_path, "--schedule", token, "--replays", "2")
     assert held.returncode == 0, held.stdout + held.stderr
-    assert "NOT REPRODUCED" in held.stdout
+    assert re.search(r"cleanup-exactly-once +PASS +cleanup-exactly-once held on 2/2", held.stdout)

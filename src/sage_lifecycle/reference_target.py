@@ -45,6 +45,13 @@ class ReferenceTarget:
     virtual_time = True
     modes: tuple[str, ...] = ("batch", "streaming")
 
+    @property
+    def version(self) -> str:
+        """The reference runtime is this package: its version, for reports."""
+        from . import __version__
+
+        return f"pytest-sage-lifecycle {__version__}"
+
     def __init__(
         self, dispatcher: type[Dispatcher] = Dispatcher, *, name: str | None = None
     ) -> None:

@@ -62,6 +62,15 @@ INSTALL_HINTS = {
 }
 
 
+def _distribution_version(name: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"{name} {version(name)}"
+    except PackageNotFoundError:
+        return f"{name} (version unknown)"
+
+
 class SageUnavailable(ImportError):
     """The SAGE line a target drives is not installed."""
 
@@ -204,6 +213,8 @@ class SageTarget:
     """
 
     name = "sage"
+    #: The distribution whose version reports name (``Target.version``).
+    _distribution = "isage"
     #: Batch jobs end in ``submit(autostop=True)``; streaming jobs start with
     #: ``submit(autostop=False)`` and end in ``stop()`` or ``close()``.
     modes: tuple[str, ...] = ("batch", "streaming")
@@ -212,6 +223,12 @@ class SageTarget:
     #: own service pool (``sage_local_service``) is not listed: SAGE shuts it down when
     #: the job ends.
     thread_allowlist: tuple[str, ...] = ("sage_local_runtime",)
+
+    @property
+    def version(self) -> str:
+        """The SAGE line and version under test, for reports: ``isage 0.3.2.4``."""
+        return _distribution_version(self._distribution)
+
     #: SAGE 0.3 constructs a service when a task first calls it, not when the job starts.
     services_on_demand = True
     #: Threads SAGE started may take a moment to notice the end.
@@ -336,6 +353,12 @@ class SageKernelTarget:
     """The legacy SAGE line's ``LocalEnvironment`` (``isage-kernel`` 0.2.5.3) as a target."""
 
     name = "sage-kernel"
+
+    @property
+    def version(self) -> str:
+        """The SAGE line and version under test, for reports: ``isage-kernel 0.2.5.3``."""
+        return _distribution_version("isage-kernel")
+
     #: SAGE keeps its JobManager's server thread for the whole process, on purpose.
     thread_allowlist: tuple[str, ...] = ("JobManagerServerThread",)
     #: SAGE polls its tasks; threads it started may take a moment to notice the end.

@@ -50,6 +50,9 @@ class Target(Protocol):
 
     ``modes``
         ``("batch",)`` by default; ``("batch", "streaming")`` for a streaming target.
+    ``version``
+        The runtime's name and version as reports show it (``"isage 0.3.2.4"``); reports
+        leave it empty if the target has none.
     ``hold``
         Seconds of quiet that mean "nothing more will happen" for a runtime that polls
         (the driver uses the longer of it and ``--lifecycle-hold``).

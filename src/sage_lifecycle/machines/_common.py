@@ -16,6 +16,7 @@ from hypothesis.errors import InvalidArgument
 from ..contract import Violation, by_property
 from ..schedule import Plan
 from ..topology import Topology
+from ..trace import Event
 
 #: How the driver may end a streaming job (drawn; shrinks toward the first).
 ENDINGS = (
@@ -36,6 +37,11 @@ def _note(text: str) -> None:
     """Hypothesis's ``note`` inside a test; nothing outside one (a replay, a tool)."""
     with contextlib.suppress(InvalidArgument):
         note(text)
+
+
+def target_version(target: Any) -> str:
+    """The runtime's name and version a target declares (``version``), or ``""``."""
+    return str(getattr(target, "version", "") or "")
 
 
 def target_modes(target: Any) -> tuple[str, ...]:
@@ -81,6 +87,12 @@ class Failure:
     #: when the job ran on a schedule.
     plan: Plan | None = None
     decisions: tuple[str, ...] = ()
+    #: Every event of the run's trace, the target's name and its runtime's version
+    #: (``Target.version``; empty if it has none), and the property searched.
+    events: tuple[Event, ...] = ()
+    target: str = ""
+    target_version: str = ""
+    property: str = ""
 
 
 class Search:
@@ -101,6 +113,9 @@ class Search:
         #: Examples whose trace put the searched property to the test.
         self.exercised = 0
         self.violations: Counter[str] = Counter()
+        #: Examples per situation that put a property to the test
+        #: (``"<property>: <situation>"``; see ``Property.situations``).
+        self.situations: Counter[str] = Counter()
         self.failures: list[Failure] = []
         #: Examples that ended in a failure nobody injected and no property explains,
         #: and the story of the first (see ``BlackBoxMachine._check_unexplained``).
@@ -116,10 +131,17 @@ class Search:
             self.modes[mode] += 1
             return next(self._jobs)
 
-    def count(self, violations: list[Any] | tuple[Any, ...] = (), *, exercised: bool) -> None:
+    def count(
+        self,
+        violations: list[Any] | tuple[Any, ...] = (),
+        *,
+        exercised: bool,
+        situations: list[str] | tuple[str, ...] = (),
+    ) -> None:
         with self.lock:
             self.examples += 1
             self.exercised += exercised
+            self.situations.update(set(situations))
             self.violations.update(by_property(violations))
 
 

@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
+from hypothesis import currently_in_test_context, event
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -46,6 +47,7 @@ from ._common import (
     _note,
     stats,
     target_modes,
+    target_version,
 )
 
 __all__ = ["BlackBoxMachine", "format_decisions", "format_schedule", "unexplained_errors"]
@@ -494,15 +496,41 @@ class BlackBoxMachine(RuleBasedStateMachine):
         search = type(self).search
         with search.lock:
             search.failures.append(
-                Failure(topology, tuple(violations), story, tuple(self.schedule), plan, decisions)
+                Failure(
+                    topology,
+                    tuple(violations),
+                    story,
+                    tuple(self.schedule),
+                    plan,
+                    decisions,
+                    events=tuple(events),
+                    target=target,
+                    target_version=target_version(self.target),
+                    property=prop,
+                )
             )
-        search.count(violations, exercised=True)
+        search.count(violations, exercised=True, situations=self._situations())
         raise LifecycleViolation(
             story + "\n\nreplay: run the same command again (the ci profile draws the same "
             "topologies; other profiles replay from Hypothesis's example database), or pin "
             "it with the @reproduce_failure line below",
             violations,
         )
+
+    def _situations(self) -> list[str]:
+        """The situations of this job that put the checked properties to the test, as
+        ``"<property>: <situation>"``; each is also a Hypothesis event, so
+        ``--hypothesis-show-statistics`` counts them."""
+        events = self.trace.events()
+        found = [
+            f"{p}: {s}"
+            for p in self.properties or tuple(PROPERTIES)
+            for s in PROPERTIES[p].situations(events)
+        ]
+        if currently_in_test_context():
+            for s in found:
+                event(s)
+        return found
 
     def _drain(self) -> None:
         """Run the job to its end: open what is parked, one gate at a time, letting the
@@ -614,11 +642,8 @@ class BlackBoxMachine(RuleBasedStateMachine):
                 self._raise_if(check(self.trace.events(), properties=self.properties))
                 self._check_ran()
                 self._check_unexplained()
-                events = self.trace.events()
-                props = self.properties or tuple(PROPERTIES)
-                type(self).search.count(
-                    exercised=any(PROPERTIES[p].exercised(events) for p in props)
-                )
+                found = self._situations()
+                type(self).search.count(exercised=bool(found), situations=found)
         finally:
             # The verdict is taken: free every gate (and every unbounded source) so
             # nothing of the harness holds the target while it releases what it started.

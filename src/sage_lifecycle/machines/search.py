@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import traceback
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,8 +31,8 @@ class Outcome:
 
     ``verdict`` is ``PASS`` (the search ran, exercised the property, found nothing),
     ``FAIL`` (``story`` holds the counterexample), ``ERROR`` (the harness could not reach a
-    verdict: ``reason`` says why), ``NOT RUN`` (nothing put the property to the test) or,
-    for a replay of one recorded run, ``NOT REPRODUCED``.
+    verdict: ``reason`` says why), ``NOT EXERCISED`` (jobs ran, but none put the property
+    to the test) or ``NOT RUN`` (no job ran to a verdict).
     """
 
     verdict: str
@@ -47,6 +48,9 @@ class Outcome:
     #: verdict stands on what was checked), and the story of the first.
     unexplained: int = 0
     unexplained_story: str = ""
+    #: How many examples met each situation that puts a property to the test
+    #: (``"<property>: <situation>"``), most frequent first.
+    situations: dict[str, int] = field(default_factory=dict)
 
 
 def _notes(exc: BaseException) -> str:
@@ -74,7 +78,10 @@ def run_search(machine: type[BlackBoxMachine], settings: Any, *, replays: int = 
     search = machine.search
     with search.lock:
         return dataclasses.replace(
-            outcome, unexplained=search.unexplained, unexplained_story=search.unexplained_story
+            outcome,
+            unexplained=search.unexplained,
+            unexplained_story=search.unexplained_story,
+            situations=dict(search.situations.most_common()),
         )
 
 
@@ -106,7 +113,7 @@ def _search(machine: type[BlackBoxMachine], settings: Any, *, replays: int) -> O
     some runs only) is still a FAIL: the story of the run that showed it, and how many of
     ``replays`` replays of its topology and schedule reproduced it. A crashed adapter or
     a job that never ran is an ERROR; a search in which no topology exercised the
-    property is NOT RUN. Only the rest is PASS.
+    property is NOT EXERCISED. Only the rest is PASS.
     """
     from hypothesis.stateful import run_state_machine_as_test
 
@@ -186,10 +193,10 @@ def _search(machine: type[BlackBoxMachine], settings: Any, *, replays: int) -> O
         return Outcome("NOT RUN", search.runs, 0, reason="no topology ran to a verdict")
     if search.exercised == 0:
         return Outcome(
-            "NOT RUN",
+            "NOT EXERCISED",
             search.runs,
             0,
-            reason="no topology put the property to the test",
+            reason=f"{search.examples} topologies ran, none put the property to the test",
         )
     return Outcome("PASS", search.runs, search.exercised)
 
@@ -249,66 +256,101 @@ def replay(machine: type[BlackBoxMachine], failure: Failure, *, runs: int) -> in
         failure.plan,
         failure.decisions,
     )
-    return _replay_runs(machine, run, wanted, runs)[0]
+    return _replay_runs(machine, run, wanted, runs).hits
 
 
 def run_replay(machine: type[BlackBoxMachine], run: Replay, *, runs: int) -> Outcome:
-    """Replay one recorded run (``--lifecycle-schedule``) ``runs`` times on ``machine``'s
-    target: FAIL with the story of the first run that showed the violation and how often
-    it did, or NOT REPRODUCED (the property held on every replay of this one run; that is
-    no search, so never a PASS)."""
-    hits, shown, crashed, departed = _replay_runs(machine, run, {run.property}, runs)
-    rate = f"reproduced {hits}/{runs}"
+    """Replay one recorded run (a report's JSON file, or ``--lifecycle-schedule``) ``runs``
+    times on ``machine``'s target, outside Hypothesis: nothing is drawn.
+
+    FAIL with the story of the first replay that showed a violation of the run's
+    property and how often it came back (``reproduced``); PASS when the property was put
+    to the test on every replay and held on each (a claim about this one schedule, not a
+    search: the reason says so); NOT EXERCISED when a replay did not put it to the test;
+    ERROR when a replay crashed in the adapter or the harness and none showed it.
+    """
+    r = _replay_runs(machine, run, {run.property}, runs)
+    rate = f"reproduced {r.hits}/{runs}"
     notes = ""
-    if departed:
+    if r.departed:
         notes += (
-            f" In {departed} of them the run departed from the recorded decisions (a point "
+            f" In {r.departed} of them the run departed from the recorded decisions (a point "
             "they name was not reached), and the plan decided from there."
         )
-    if crashed:
+    if r.crashed:
         notes += (
-            f" {len(crashed)} of them ended in the harness or the adapter: "
-            f"{type(crashed[0]).__name__}: {_first_line(str(crashed[0]))}."
+            f" {len(r.crashed)} of them ended in the harness or the adapter: "
+            f"{type(r.crashed[0]).__name__}: {_first_line(str(r.crashed[0]))}."
         )
-    if shown is not None:
+    situations = dict(r.situations.most_common())
+    if r.first is not None:
         return Outcome(
             "FAIL",
             runs,
-            runs,
-            reason=f"{shown.violations[0].message} ({rate})",
-            story=f"{shown.story}\n\nReplayed this one run {runs} times: {rate}.{notes}",
-            reproduced=(hits, runs),
-            violations=shown.violations,
+            r.exercised,
+            reason=f"{r.first.violations[0].message} ({rate})",
+            story=f"{r.first.story}\n\nReplayed this one run {runs} times: {rate}.{notes}",
+            failure=r.first,
+            reproduced=(r.hits, runs),
+            violations=r.first.violations,
+            situations=situations,
         )
-    if crashed:
+    if r.crashed:
         # A run that never got to its end shows nothing about the property.
         return Outcome(
             "ERROR",
             runs,
-            0,
-            reason=f"{type(crashed[0]).__name__}: {_first_line(str(crashed[0]))} "
-            f"({len(crashed)} of {runs} replays)",
-            story=_traceback(crashed[0]) + notes,
+            r.exercised,
+            reason=f"{type(r.crashed[0]).__name__}: {_first_line(str(r.crashed[0]))} "
+            f"({len(r.crashed)} of {runs} replays)",
+            story=_traceback(r.crashed[0]) + notes,
+            reproduced=(0, runs),
+            situations=situations,
+        )
+    if r.exercised < runs:
+        return Outcome(
+            "NOT EXERCISED",
+            runs,
+            r.exercised,
+            reason=f"{runs - r.exercised} of {runs} replays of this run did not put "
+            f"{run.property} to the test{notes}",
+            reproduced=(0, runs),
+            situations=situations,
         )
     return Outcome(
-        "NOT REPRODUCED",
+        "PASS",
         runs,
-        runs,
-        reason=f"{run.property} held on every replay of this run ({rate}){notes}",
+        r.exercised,
+        reason=f"{run.property} held on {runs}/{runs} replays of the recorded run "
+        f"(one schedule, not a search){notes}",
         reproduced=(0, runs),
+        situations=situations,
     )
+
+
+@dataclass
+class _Replayed:
+    """What ``runs`` replays of one run showed."""
+
+    #: Replays that showed a violation of the wanted properties, and the first's story.
+    hits: int = 0
+    first: Failure | None = None
+    #: What the replays that crashed (adapter, harness) raised.
+    crashed: list[Exception] = field(default_factory=list)
+    #: Replays that departed from the recorded decisions.
+    departed: int = 0
+    #: Replays that put the property to the test, and the situations they met.
+    exercised: int = 0
+    situations: Counter[str] = field(default_factory=Counter)
 
 
 def _replay_runs(
     machine: type[BlackBoxMachine], run: Replay, wanted: set[str], runs: int
-) -> tuple[int, Failure | None, list[Exception], int]:
-    """How many of ``runs`` replays showed a violation of ``wanted``, the first of them,
-    what the runs that crashed raised, and how many departed from the decisions."""
+) -> _Replayed:
+    """Replay ``run`` ``runs`` times, counting what the replays showed."""
     search = Search()
     quiet = type(f"{machine.__name__}_Replay", (machine,), {"search": search})
-    hits = departed = 0
-    first: Failure | None = None
-    crashed: list[Exception] = []
+    out = _Replayed()
     for _ in range(runs):
         m = quiet()
         m.plan, m.forced = run.plan, run.decisions if run.plan is not None else None
@@ -329,23 +371,26 @@ def _replay_runs(
         except LifecycleViolation as exc:
             seen.append(exc)
         except Exception as exc:  # an adapter that crashed on replay: not a reproduction
-            crashed.append(exc)
+            out.crashed.append(exc)
         try:
             m.teardown()
         except LifecycleViolation as exc:
             seen.append(exc)
         except Exception as exc:
-            crashed.append(exc)
-        departed += bool(m.scheduler is not None and m.scheduler.departed)
+            out.crashed.append(exc)
+        out.departed += bool(m.scheduler is not None and m.scheduler.departed)
         if any({v.property for v in e.violations} & wanted for e in seen):
-            hits += 1
-            if first is None:
+            out.hits += 1
+            if out.first is None:
                 # The run's own story, as the search records it (without its advice on
                 # how to replay: this is the replay).
-                first = next(
+                out.first = next(
                     f for f in search.failures if {v.property for v in f.violations} & wanted
                 )
-    return hits, first, crashed, departed
+    with search.lock:
+        out.exercised = search.exercised
+        out.situations = Counter(search.situations)
+    return out
 
 
 def check_topology(
