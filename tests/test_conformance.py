@@ -287,6 +287,45 @@ def test_a_target_that_never_ran_the_job_gets_no_pass(
         assert "cleanup-exactly-once  PASS" not in result.stdout.str()
 
 
+NOTHING_EXERCISED = """
+from hypothesis import strategies as st
+
+from sage_lifecycle.machines import black_box
+from sage_lifecycle.topology import Topology
+
+# Every search draws the empty job: it runs and ends, and no service is ever called.
+black_box._search_topologies = lambda properties, modes: st.just(Topology())
+"""
+
+
+def test_a_property_nothing_exercised_is_not_exercised_never_pass(
+    pytester: pytest.Pytester,
+) -> None:
+    """Jobs ran and held, but none called a service: no-use-after-cleanup was never put
+    to the test, and the table says so instead of PASS, in the JUnit file too."""
+    pytester.makeconftest(NOTHING_EXERCISED)
+    result = pytester.runpytest_subprocess(
+        "-p",
+        "sage_lifecycle",
+        "--lifecycle-conformance",
+        "--hypothesis-profile=ci",
+        "--lifecycle-properties=no-use-after-cleanup,no-hang",
+        "--junitxml=junit.xml",
+    )
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(
+        [
+            "no-use-after-cleanup  NOT EXERCISED  * topologies ran, none put the property "
+            "to the test*",
+            "*   0  a service that the job called had its cleanup begin",
+            "no-hang               PASS     * topologies, * exercised it",
+        ]
+    )
+    assert "no-use-after-cleanup  PASS" not in result.stdout.str()
+    junit = (pytester.path / "junit.xml").read_text()
+    assert 'name="lifecycle.verdict.no-use-after-cleanup" value="NOT EXERCISED' in junit
+
+
 def test_the_command_ignores_the_callers_config_and_runs_with_autoload_off(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -263,10 +263,10 @@ def test_fixtures_markers_and_options_are_documented(pytester: pytest.Pytester) 
             "report",
         ),
         (
-            ["--lifecycle-conformance", "--lifecycle-schedule=L1.eNo", "--lifecycle-replays=0"],
+            ["--lifecycle-conformance", "--lifecycle-schedule=L1.eNo", "--lifecycle-replay-runs=0"],
             "",
-            "*Invalid lifecycle replays '0' from --lifecycle-replays: expected a whole number "
-            "from 1 to 10000*",
+            "*Invalid lifecycle replay runs '0' from --lifecycle-replay-runs: expected a whole "
+            "number from 1 to 10000*",
         ),
         (
             ["--lifecycle-target=mutant:nope"],

@@ -9,6 +9,7 @@ controller's table is gathered from every worker and equals the table without xd
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import sys
 import threading
@@ -27,7 +28,8 @@ if TYPE_CHECKING:
     from .schedule import Replay
 
 PLUGIN_NAME = "lifecycle-conformance"
-_VERDICT = "lifecycle_verdict"
+#: The verdict record of a search, from its test to its report.
+_VERDICT_KEY = pytest.StashKey[dict[str, Any]]()
 WHITE_BOX = "white-box dispatcher"
 #: Lines of the runtime's console output a conformance report keeps.
 _CONSOLE_TAIL = 20
@@ -48,15 +50,21 @@ class ConformanceSettings:
     replays: int = 10
     #: PCT's depth for the schedules drawn on virtual time.
     pct_depth: int = 2
-    #: One recorded run to replay (``--lifecycle-schedule``) instead of the searches.
+    #: One recorded run to replay (``--lifecycle-replay``, ``--lifecycle-schedule``)
+    #: instead of the searches.
     replay: Replay | None = None
+    #: Where a JSON record and an HTML timeline of each failing example go (``None``:
+    #: nowhere), and the runtime's version the records name.
+    report_dir: Path | None = None
+    target_version: str = ""
 
 
 class ConformancePlugin:
     """Collects the searches, runs them, and turns their reports into the verdict table."""
 
-    def __init__(self, settings: ConformanceSettings) -> None:
+    def __init__(self, settings: ConformanceSettings, config: pytest.Config) -> None:
         self.settings = settings
+        self.config = config
         #: Row name -> the verdict record of its search (from whichever process ran it).
         self.verdicts: dict[str, dict[str, Any]] = {}
         self.exitstatus: int = 0
@@ -111,7 +119,8 @@ class ConformancePlugin:
             if s.replay is not None:
                 outcome = run_replay(machine, s.replay, runs=s.replays)
             else:
-                outcome = run_search(machine, hsettings(), replays=s.replays)
+                with _hypothesis_statistics(item):
+                    outcome = run_search(machine, hsettings(), replays=s.replays)
         except OutOfTime:
             outcome = self._cut(item, machine.search)
         except BaseException:
@@ -232,6 +241,7 @@ class ConformancePlugin:
             "exercised": outcome.exercised,
             "reason": outcome.reason,
             "seconds": round(time.monotonic() - started, 1),
+            "situations": _situations(row, dict(getattr(outcome, "situations", {}) or {})),
         }
         if outcome.reproduced is not None:
             record["reproduced"] = list(outcome.reproduced)
@@ -246,26 +256,67 @@ class ConformancePlugin:
                 f"\n\nBeside the verdict, {unexplained} example(s) ended in a failure nobody "
                 f"injected and no property explains; the first:\n{outcome.unexplained_story}"
             )
-        item.user_properties.append((_VERDICT, record))
+        written = self._write_report(row, outcome)
+        if written:
+            record["report"] = written
+            also += f"\n\nreport: {written[0]}\ntimeline: {written[1]}"
+        # On the report, not in user_properties: those become <properties> of the
+        # <testcase> in JUnit XML, which the xunit2 schema does not allow.
+        item.stash[_VERDICT_KEY] = record
         if outcome.verdict == "FAIL":
             raise _Finding(f"{row}: FAIL\n\n{outcome.story}{also}")
         if outcome.verdict == "ERROR":
             raise _Finding(
                 f"{row}: ERROR, no verdict: {outcome.reason}\n\n{outcome.story}".rstrip() + also
             )
-        if outcome.verdict == "NOT RUN":
-            raise _Finding(f"{row}: NOT RUN: {outcome.reason} ({outcome.topologies} drawn){also}")
+        if outcome.verdict in ("NOT RUN", "NOT EXERCISED"):
+            raise _Finding(
+                f"{row}: {outcome.verdict}: {outcome.reason} ({outcome.topologies} drawn){also}"
+            )
         if also:
             raise _Finding(f"{row}: {outcome.verdict}{also}")
+
+    def _write_report(self, row: str, outcome: Any) -> tuple[str, str] | None:
+        """With ``--lifecycle-report``: the failing example's JSON record and HTML
+        timeline, written; their paths."""
+        s = self.settings
+        failure = getattr(outcome, "failure", None)
+        if s.report_dir is None or outcome.verdict != "FAIL" or failure is None:
+            return None
+        from .artifacts import failure_record, write_failure
+
+        record = failure_record(failure, reproduced=outcome.reproduced, context=self.context(row))
+        json_path, html_path = write_failure(s.report_dir, record)
+        return str(json_path), str(html_path)
+
+    def context(self, row: str = "") -> dict[str, Any]:
+        """What a report or JUnit XML says about the run: target, profile, seed."""
+        from hypothesis import settings as hsettings
+
+        s = self.settings
+        seed = self.config.getoption("hypothesis_seed", None)
+        if seed is None:
+            seed = "derandomized" if hsettings().derandomize else "random"
+        return {
+            "target": s.target,
+            "target_version": s.target_version,
+            "profile": self.config.getoption("hypothesis_profile", None) or "default",
+            "seed": str(seed),
+            "search": row,
+            "replay_of": s.replay.property if s.replay is not None else None,
+        }
 
     # -- reporting -----------------------------------------------------------------
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(
         self, item: pytest.Item, call: pytest.CallInfo[None]
     ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-        """Move what the runtime printed during a search out of the report, into the
-        console log, and keep its last lines: the verdict and its story stay readable."""
+        """Carry the verdict on the call's report (it travels to the xdist controller),
+        and move what the runtime printed during a search out of the report, into the
+        console log, keeping its last lines: the verdict and its story stay readable."""
         report = yield
+        if call.when == "call" and _VERDICT_KEY in item.stash:
+            report.lifecycle_verdict = item.stash[_VERDICT_KEY]  # type: ignore[attr-defined]
         captured = [(n, c) for n, c in report.sections if n.startswith("Captured ")]
         if captured:
             lines: list[str] = []
@@ -279,20 +330,47 @@ class ConformancePlugin:
         return report
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        for key, value in report.user_properties:
-            if key == _VERDICT and isinstance(value, dict):
-                self.verdicts[str(value["row"])] = dict(value)
+        value = getattr(report, "lifecycle_verdict", None)
+        if isinstance(value, dict):
+            self.verdicts[str(value["row"])] = dict(value)
         row = _row_of(report.nodeid)
         if report.failed and row and row not in self.verdicts:
             self.verdicts[row] = {"row": row, "verdict": "ERROR", "reason": f"{report.when} failed"}
 
-    @pytest.hookimpl(trylast=True)
-    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
-        good = ("PASS", "NOT REPRODUCED")
-        table_ok = all(self.verdicts.get(r, {}).get("verdict") in good for r in self.rows())
+    @pytest.hookimpl(wrapper=True)
+    def pytest_sessionfinish(
+        self, session: pytest.Session, exitstatus: int
+    ) -> Generator[None, None, None]:
+        """Before JUnit XML is written: the verdicts as testsuite-level properties (valid
+        under xunit2; under xdist the controller writes them, from the verdicts the
+        reports carried). After: the exit status, non-zero unless every row is PASS."""
+        self._junit_properties(session.config)
+        yield
+        table_ok = all(self.verdicts.get(r, {}).get("verdict") == "PASS" for r in self.rows())
         if not table_ok and session.exitstatus == 0:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
         self.exitstatus = int(session.exitstatus)
+
+    def _junit_properties(self, config: pytest.Config) -> None:
+        from _pytest.junitxml import xml_key
+
+        xml = config.stash.get(xml_key, None)
+        if xml is None:
+            return
+        for name, value in self.context().items():
+            if value is not None and name != "search":
+                xml.add_global_property(f"lifecycle.{name}", value)
+        for row in self.rows():
+            v = self.verdicts.get(row, {})
+            counts = (
+                f" ({v['exercised']} of {v['topologies']} exercised it)"
+                if v.get("topologies")
+                else ""
+            )
+            xml.add_global_property(
+                f"lifecycle.verdict.{row.replace(' ', '-')}",
+                f"{v.get('verdict', 'NOT RUN')}{counts}",
+            )
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         s = self.settings
@@ -315,7 +393,7 @@ class ConformancePlugin:
         if s.replay is not None:
             tr.write_line(
                 f"replay of one recorded run ({s.replay.property}), {s.replays} times: "
-                "no search, so no PASS"
+                "one schedule, not a search; PASS says only that this run held"
             )
         else:
             tr.write_line(
@@ -333,7 +411,7 @@ class ConformancePlugin:
             verdict = str(v["verdict"])
             if row == WHITE_BOX:
                 detail = "" if verdict == "PASS" else v.get("reason", "")
-            elif verdict == "NOT REPRODUCED" or (verdict == "FAIL" and s.replay is not None):
+            elif s.replay is not None and verdict in ("PASS", "FAIL"):
                 detail = str(v.get("reason", ""))
             elif verdict == "PASS":
                 detail = f"{v['topologies']} topologies, {v['exercised']} exercised it"
@@ -351,6 +429,17 @@ class ConformancePlugin:
                     f"; story under test_contract[{row}])"
                 )
             tr.write_line(f"{row:<{width}}  {verdict:<7}  {detail}".rstrip())
+            # What put the property to the test, and how often (Hypothesis's statistics
+            # show the same events).
+            for situation, count in dict(v.get("situations") or {}).items():
+                shown = situation.removeprefix(f"{row}: ")
+                tr.write_line(f"{'':<{width}}    {count:>4}  {shown}")
+        written = [v["report"][0] for v in self.verdicts.values() if v.get("report")]
+        if s.report_dir is not None:
+            tr.write_line(
+                f"reports: {len(written)} failing example(s) written to {s.report_dir}"
+                + "".join(f"\n  {w}" for w in written)
+            )
 
     @pytest.hookimpl(trylast=True)
     def pytest_unconfigure(self, config: pytest.Config) -> None:
@@ -375,6 +464,38 @@ class ConformancePlugin:
             sys.stderr.flush()
             atexit._run_exitfuncs()  # what a normal exit does: temp dirs, log handlers
             os._exit(self.exitstatus)
+
+
+def _situations(row: str, counts: dict[str, int]) -> dict[str, int]:
+    """How many examples met each situation that puts ``row``'s property to the test,
+    those never met included (as 0): a situation no example reached is worth seeing."""
+    from .contract import PROPERTIES
+
+    prop = PROPERTIES.get(row)
+    if prop is None:
+        return counts
+    every = {f"{row}: {s}": counts.get(f"{row}: {s}", 0) for s in prop.known_situations}
+    return dict(sorted(every.items(), key=lambda kv: -kv[1]))
+
+
+@contextlib.contextmanager
+def _hypothesis_statistics(item: pytest.Item) -> Generator[None, None, None]:
+    """Hypothesis's statistics of the search run in this test, for
+    ``--hypothesis-show-statistics``: its plugin collects them only around ``@given``
+    tests, so the search hands them to the item as the plugin does for those (they carry
+    the situations each example recorded with ``hypothesis.event``)."""
+    try:
+        from hypothesis.statistics import collector, describe_statistics
+    except ImportError:  # pragma: no cover - a Hypothesis without it: no statistics
+        yield
+        return
+
+    def note(stats: Any) -> None:
+        stats["nodeid"] = item.nodeid
+        item.hypothesis_statistics = describe_statistics(stats)  # type: ignore[attr-defined]
+
+    with collector.with_value(note):  # type: ignore[arg-type]
+        yield
 
 
 class _Finding(AssertionError):

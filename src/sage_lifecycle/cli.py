@@ -2,7 +2,8 @@
 
 Example::
 
-    sage-lifecycle --target mutant:pre_878 --profile ci
+    sage-lifecycle --target mutant:pre_878 --profile ci --report reports
+    sage-lifecycle --replay reports/mutant_pre_878-cleanup-exactly-once.json --replay-runs 10
     sage-lifecycle --target mypkg.adapter:MyTarget -- -x -q
 
 Everything after ``--`` goes to pytest unchanged (``-- -n 2`` spreads the searches over
@@ -25,7 +26,7 @@ __all__ = ["main"]
 _EPILOG = (
     "Arguments after '--' go to pytest unchanged, for example: "
     "sage-lifecycle --target sage -- -n 2 -x. The exit code is pytest's: 0 only when every "
-    "verdict is PASS (replaying a --schedule: when the violation did not come back)."
+    "verdict is PASS (replaying a run: when the property held on every replay)."
 )
 
 
@@ -69,9 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "--target",
-        default="reference",
-        help="reference (default), mutant:<name>, module:attr, or an entry-point name "
-        "(see --list-targets)",
+        help="reference (default; with --replay: the target the report names), "
+        "mutant:<name>, module:attr, or an entry-point name (see --list-targets)",
     )
     parser.add_argument(
         "--profile",
@@ -96,7 +96,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="replay exactly one run: the string after 'replay exactly this run: "
         "--lifecycle-schedule=' in a failure report",
     )
-    parser.add_argument("--replays", help="how many times --schedule replays its run (default: 10)")
+    parser.add_argument(
+        "--replay",
+        metavar="FILE",
+        help="replay exactly one recorded run from a report's JSON file (--report wrote it), "
+        "on the target it names unless --target is given",
+    )
+    parser.add_argument(
+        "--replay-runs",
+        "--replays",
+        dest="replay_runs",
+        metavar="N",
+        help="how many times --replay or --schedule replays its run (default: 10)",
+    )
+    parser.add_argument(
+        "--report",
+        metavar="DIR",
+        help="write a JSON record and an HTML timeline of each failing example to DIR",
+    )
     parser.add_argument(
         "--list-targets", action="store_true", help="list the targets this installation knows"
     )
@@ -123,14 +140,28 @@ def main(argv: Sequence[str] | None = None) -> int:
             "-p",
             "sage_lifecycle",
             "--lifecycle-conformance",
-            f"--lifecycle-target={opts.target}",
             f"--hypothesis-profile={opts.profile}",
         ]
+        if opts.target is not None:
+            pytest_args.append(f"--lifecycle-target={opts.target}")
+        # Files the caller names are theirs: relative to where they ran the command.
+        for name in ("replay", "report"):
+            value = getattr(opts, name)
+            if value is not None:
+                pytest_args.append(f"--lifecycle-{name}={Path(value).absolute()}")
         if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
             pytest_args += ["-p", "pytest_timeout"]
             if any(a in ("-n", "--numprocesses", "--dist") or a.startswith("-n") for a in extra):
                 pytest_args += ["-p", "xdist.plugin"]
-        for name in ("properties", "deadline", "hold", "clock", "pct_depth", "schedule", "replays"):
+        for name in (
+            "properties",
+            "deadline",
+            "hold",
+            "clock",
+            "pct_depth",
+            "schedule",
+            "replay_runs",
+        ):
             value = getattr(opts, name)
             if value is not None:
                 pytest_args.append(f"--lifecycle-{name.replace('_', '-')}={value}")

@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Callable, Generator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import pytest
@@ -72,11 +73,21 @@ _PCT_HELP = (
 _SCHEDULE_HELP = (
     "replay exactly one recorded conformance run: the string a failure report prints "
     "after 'replay exactly this run:' (its topology, steps and schedule); runs it "
-    "--lifecycle-replays times (default 10) and prints how often the violation came back"
+    "--lifecycle-replay-runs times (default 10) and prints how often the violation came back"
 )
 _REPLAYS_HELP = (
-    "how many times --lifecycle-schedule replays its run, and a search replays a "
-    "violation Hypothesis could not reproduce (default: 10)"
+    "how many times --lifecycle-replay or --lifecycle-schedule replays its run, and a "
+    "search replays a violation Hypothesis could not reproduce (default: 10; also "
+    "spelled --lifecycle-replays)"
+)
+_REPLAY_HELP = (
+    "replay exactly one recorded conformance run from a report's JSON file "
+    "(--lifecycle-report wrote it): on the target it names, unless --lifecycle-target "
+    "is given; --lifecycle-replay-runs times (default 10)"
+)
+_REPORT_HELP = (
+    "directory for a JSON record and an HTML timeline of each failing conformance "
+    "example (default: none written); see docs/reports.md"
 )
 _PCT_DEPTHS = range(1, 6)
 _MARKER = (
@@ -247,8 +258,12 @@ _OPTIONS: tuple[tuple[str, str | None, str, str | None], ...] = (
     ("clock", "auto|wall", _CLOCK_HELP, "auto"),
     ("pct-depth", "N", _PCT_HELP, "2"),
     ("schedule", "STRING", _SCHEDULE_HELP, None),
-    ("replays", "N", _REPLAYS_HELP, None),
+    ("replay", "FILE", _REPLAY_HELP, None),
+    ("replay-runs", "N", _REPLAYS_HELP, None),
+    ("report", "DIR", _REPORT_HELP, ""),
 )
+#: Other spellings an option keeps (0.2 named the replay count ``--lifecycle-replays``).
+_ALIASES = {"replay-runs": ("--lifecycle-replays",)}
 
 
 def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
@@ -272,7 +287,14 @@ def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginMa
             parser.addini(dest, text, type="bool", default=False)
             continue
         # No default: an option not given falls back to its ini value (see _option).
-        group.addoption(f"--lifecycle-{name}", dest=dest, metavar=metavar, default=None, help=text)
+        group.addoption(
+            f"--lifecycle-{name}",
+            *_ALIASES.get(name, ()),
+            dest=dest,
+            metavar=metavar,
+            default=None,
+            help=text,
+        )
         if ini is not None:
             parser.addini(dest, text, default=ini)
 
@@ -330,25 +352,18 @@ def pytest_configure(config: pytest.Config) -> None:
             f"{' or '.join(_CLOCKS)}, for example --lifecycle-clock=wall"
         )
     depth = _parse_count(*_option(config, "lifecycle_pct_depth"), "pct-depth", _PCT_DEPTHS)
-    replays_given = config.getoption("lifecycle_replays")
+    replays_given = config.getoption("lifecycle_replay_runs")
     replays = 10
     if replays_given is not None:
-        replays = _parse_count(replays_given, "--lifecycle-replays", "replays", range(1, 10001))
-    schedule = config.getoption("lifecycle_schedule")
-    replay = None
-    if schedule is not None:
-        if not conformance:
-            raise pytest.UsageError(
-                "--lifecycle-schedule replays a conformance run: add --lifecycle-conformance "
-                "(or run sage-lifecycle --schedule=...)"
-            )
-        from .schedule import ScheduleError, decode
-
-        try:
-            replay = decode(str(schedule))
-        except ScheduleError as exc:
-            raise pytest.UsageError(f"--lifecycle-schedule: {exc}") from None
+        replays = _parse_count(
+            replays_given, "--lifecycle-replay-runs", "replay-runs", range(1, 10001)
+        )
+    replay, replay_target = _replay_option(config, conformance, target)
+    if replay_target is not target:
+        target, target_where = replay_target, "the report --lifecycle-replay names"
+    if replay is not None:
         properties = (replay.property,)
+    report_dir = _report_dir(config)
     settings = _Settings(deadline, properties, conformance, str(target), target_where)
     config.stash[_SETTINGS] = settings
     config.stash[_STATS] = _SummaryCounts()
@@ -362,6 +377,7 @@ def pytest_configure(config: pytest.Config) -> None:
             pct_depth=depth,
             replay=replay,
             replays=replays,
+            report_dir=report_dir,
         )
     elif settings.target.strip() != "reference":  # checked now, resolved by the first fixture
         from .resolve import validate_target_spec
@@ -385,9 +401,11 @@ def _register_conformance(
     pct_depth: int = 2,
     replay: Any = None,
     replays: int = 10,
+    report_dir: Path | None = None,
 ) -> None:
     """Conformance mode: its own plugin object, registered only when the mode is on."""
     from ._conformance import PLUGIN_NAME, ConformancePlugin, ConformanceSettings
+    from .machines._common import target_version
     from .profiles import register_profiles
     from .reference_target import ReferenceTarget
 
@@ -428,8 +446,55 @@ def _register_conformance(
         pct_depth=pct_depth,
         replay=replay,
         replays=replays,
+        report_dir=report_dir,
+        target_version=target_version(sample),
     )
-    config.pluginmanager.register(ConformancePlugin(conf), PLUGIN_NAME)
+    config.pluginmanager.register(ConformancePlugin(conf, config), PLUGIN_NAME)
+
+
+def _replay_option(config: pytest.Config, conformance: bool, target: object) -> tuple[Any, object]:
+    """The run ``--lifecycle-replay`` (a report file) or ``--lifecycle-schedule`` (a
+    string) names, if any, and the target: the report's, unless one was given."""
+    schedule = config.getoption("lifecycle_schedule")
+    path = config.getoption("lifecycle_replay")
+    if schedule is None and path is None:
+        return None, target
+    given = "--lifecycle-replay" if path is not None else "--lifecycle-schedule"
+    if schedule is not None and path is not None:
+        raise pytest.UsageError(
+            "--lifecycle-replay and --lifecycle-schedule both name a run to replay: give one"
+        )
+    if not conformance:
+        raise pytest.UsageError(
+            f"{given} replays a conformance run: add --lifecycle-conformance (or run "
+            f"sage-lifecycle {given.removeprefix('--lifecycle-')}=...)"
+        )
+    from .schedule import ScheduleError, decode
+
+    if schedule is not None:
+        try:
+            return decode(str(schedule)), target
+        except ScheduleError as exc:
+            raise pytest.UsageError(f"--lifecycle-schedule: {exc}") from None
+    from .artifacts import ReportError, read_replay
+
+    file = Path(config.invocation_params.dir, str(path))
+    try:
+        run, recorded = read_replay(file)
+    except ReportError as exc:
+        raise pytest.UsageError(f"--lifecycle-replay: {exc}") from None
+    if config.getoption("lifecycle_target") is None:
+        target = recorded
+    return run, target
+
+
+def _report_dir(config: pytest.Config) -> Path | None:
+    """Where failing examples' reports go (``--lifecycle-report`` or its ini value)."""
+    value, _ = _option(config, "lifecycle_report")
+    text = str(value or "").strip()
+    if not text:
+        return None
+    return Path(config.invocation_params.dir, text)
 
 
 def _resolve(target: str, where: str) -> Any:
