@@ -19,12 +19,16 @@ from sage_lifecycle.artifacts import FORMAT, ReportError, read_replay
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 DATA = Path(__file__).resolve().parent / "data"
 
+# The tests that read one failing run share a worker under xdist, so it runs once.
+pytestmark = pytest.mark.xdist_group("pre_878_report")
+
 
 @pytest.fixture(scope="module")
 def pre_878(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> tuple[Path, subprocess.CompletedProcess[str]]:
-    """A failing conformance run: SAGE's pre-#878 bug, one property's search, reports on."""
+    """A failing conformance run: SAGE's pre-#878 bug, one search that fails and one that
+    passes, reports on, JUnit XML written (``junit.xml`` beside ``reports``)."""
     where = tmp_path_factory.mktemp("pre_878")
     done = run_cli(
         where,
@@ -33,9 +37,11 @@ def pre_878(
         "--profile",
         "ci",
         "--properties",
-        "cleanup-exactly-once",
+        "cleanup-exactly-once,no-hang",
         "--report",
         "reports",
+        "--",
+        f"--junitxml={where / 'junit.xml'}",
     )
     assert done.returncode == 1, done.stdout + done.stderr
     return where / "reports", done
@@ -241,15 +247,36 @@ def test_a_report_that_is_not_one_is_a_one_line_usage_error(tmp_path: Path) -> N
     assert "Traceback" not in done.stderr + done.stdout
 
 
-@pytest.mark.parametrize(
-    "workers",
-    [pytest.param([], id="serial"), pytest.param(["-n", "2"], id="xdist", marks=pytest.mark.slow)],
-)
-def test_junit_xml_carries_the_verdicts_and_stays_valid_xunit2(
-    tmp_path: Path, workers: list[str]
-) -> None:
+def _check_junit(xml: Path, profile: str, seed: str) -> None:
     import xmlschema
 
+    xmlschema.XMLSchema(DATA / "xunit2.xsd").validate(str(xml))
+    from xml.etree import ElementTree
+
+    suite = ElementTree.fromstring(xml.read_text(encoding="utf-8")).find("testsuite")
+    assert suite is not None
+    props = {p.get("name"): p.get("value") for p in suite.findall("properties/property")}
+    assert props["lifecycle.target"] == "mutant:pre_878"
+    assert props["lifecycle.target_version"] == "pytest-sage-lifecycle 0.2.0"
+    assert props["lifecycle.seed"] == seed
+    assert props["lifecycle.profile"] == profile
+    assert str(props["lifecycle.verdict.cleanup-exactly-once"]).startswith("FAIL (")
+    assert re.fullmatch(
+        r"PASS \(\d+ of \d+ exercised it\)", str(props["lifecycle.verdict.no-hang"])
+    )
+    assert str(props["lifecycle.verdict.white-box-dispatcher"]).startswith("FAIL")
+    assert not suite.findall("testcase/properties")
+
+
+def test_junit_xml_carries_the_verdicts_and_stays_valid_xunit2(
+    pre_878: tuple[Path, subprocess.CompletedProcess[str]],
+) -> None:
+    _check_junit(pre_878[0].parent / "junit.xml", profile="ci", seed="derandomized")
+
+
+@pytest.mark.slow
+def test_junit_xml_stays_valid_xunit2_under_xdist(tmp_path: Path) -> None:
+    """Each xdist worker writes its own testsuite: the verdicts still reach the file."""
     xml = tmp_path / "junit.xml"
     done = run_cli(
         tmp_path,
@@ -262,26 +289,11 @@ def test_junit_xml_carries_the_verdicts_and_stays_valid_xunit2(
         "--",
         "--hypothesis-seed=0",
         f"--junitxml={xml}",
-        *workers,
+        "-n",
+        "2",
     )
     assert done.returncode == 1, done.stdout + done.stderr
-    xmlschema.XMLSchema(DATA / "xunit2.xsd").validate(str(xml))
-    text = xml.read_text(encoding="utf-8")
-    from xml.etree import ElementTree
-
-    suite = ElementTree.fromstring(text).find("testsuite")
-    assert suite is not None
-    props = {p.get("name"): p.get("value") for p in suite.findall("properties/property")}
-    assert props["lifecycle.target"] == "mutant:pre_878"
-    assert props["lifecycle.target_version"] == "pytest-sage-lifecycle 0.2.0"
-    assert props["lifecycle.seed"] == "0"
-    assert props["lifecycle.profile"] == "dev"
-    assert str(props["lifecycle.verdict.cleanup-exactly-once"]).startswith("FAIL (")
-    assert re.fullmatch(
-        r"PASS \(\d+ of \d+ exercised it\)", str(props["lifecycle.verdict.no-hang"])
-    )
-    assert str(props["lifecycle.verdict.white-box-dispatcher"]).startswith("FAIL")
-    assert not suite.findall("testcase/properties")
+    _check_junit(xml, profile="dev", seed="0")
 
 
 def test_the_schema_check_of_junit_xml_can_fail(tmp_path: Path) -> None:
