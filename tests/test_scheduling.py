@@ -1,9 +1,8 @@
-"""The suite's own xdist scheduling (tests/conftest.py): groups stay on one worker."""
+"""The suite's own xdist scheduling (the project's conftest.py): groups stay on one worker."""
 
 from __future__ import annotations
 
 import pytest
-
 from conftest import GROUPS, GroupScheduling, group_of, marked_groups
 
 
