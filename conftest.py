@@ -46,11 +46,14 @@ def _standard_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("BUILD_NUMBER", raising=False)
 
 
-#: Test module → its xdist group: every test of the module carries that group's mark.
+#: Test module (or one test function, ``module::name``) → its xdist group: every test
+#: there carries that group's mark. A function's entry wins over its module's.
 GROUPS = {
     "tests/test_sage.py": "sage",
     "tests/test_fixture_targets.py": "sage",
-    "tests/test_readme.py": "sage",
+    # The README's other blocks run on the reference only: they need no SAGE worker.
+    "tests/test_readme.py::test_the_sage_suite_example_passes_on_the_reference"
+    "_and_shows_what_sage_does_wrong": "sage",
     "tests/test_reports.py": "pre_878_report",
 }
 
@@ -69,8 +72,10 @@ class GroupScheduling(LoadGroupScheduling):  # type: ignore[misc]  # xdist: unty
 
 
 def group_of(nodeid: str) -> str | None:
-    """The group of the test with ``nodeid`` by its module (``None``: ungrouped)."""
-    return GROUPS.get(nodeid.split("::", 1)[0])
+    """The group of the test with ``nodeid`` by its function, else by its module
+    (``None``: ungrouped)."""
+    function = nodeid.split("[", 1)[0]
+    return GROUPS.get(function) or GROUPS.get(nodeid.split("::", 1)[0])
 
 
 def marked_groups(item: pytest.Item) -> set[str]:
@@ -86,6 +91,17 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     if config.getvalue("dist") == "loadgroup":
         return GroupScheduling(config, log)
     return None
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    """``-n auto``: one worker more than the CPUs this process may use. The SAGE group's
+    worker spends most of its time waiting on SAGE's own polls (the legacy line's are a
+    second long) while the others compute; with one worker per CPU, a CPU sat idle under
+    that wait. ``PYTEST_XDIST_AUTO_NUM_WORKERS`` still decides where it is set."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None
+    usable = getattr(os, "sched_getaffinity", None)
+    return (len(usable(0)) if usable else os.cpu_count() or 1) + 1
 
 
 @pytest.fixture(autouse=True)

@@ -18,9 +18,6 @@ import pytest
 
 from helpers import ON_SAGE, needs_current
 
-# Every test here may run SAGE: one xdist worker runs them all.
-pytestmark = ON_SAGE
-
 README = Path(__file__).resolve().parent.parent / "README.md"
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.DOTALL | re.MULTILINE)
 
@@ -119,6 +116,7 @@ def _shape(text: str) -> str:
     return re.sub(r"\s+", " ", re.sub(r"\d+(?:\.\d+)?", "N", text))
 
 
+@ON_SAGE
 @needs_current
 def test_the_sage_suite_example_passes_on_the_reference_and_shows_what_sage_does_wrong(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
