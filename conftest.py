@@ -1,5 +1,5 @@
 """Project-wide test configuration: the Hypothesis profiles, ``ci`` under CI, and how the
-suite shares two pytest-xdist workers.
+suite shares its pytest-xdist workers (``-n auto``: one more than the CPUs).
 
 Choose another profile with ``--hypothesis-profile=dev|ci|deep``.
 
@@ -8,10 +8,10 @@ scheduler a test's group by appending ``@group`` to the node id a worker reports
 pytest 9.2 on a node id can no longer be rewritten that way, and loadgroup silently
 spreads a group over every worker (pytest-xdist issue #1386). The SAGE tests must not be
 spread: never two SAGE processes at once (the legacy line binds a fixed TCP port). So the
-scheduler below groups by module too, from :data:`GROUPS` (``tests/test_scheduling.py``
-checks it against the marks), and a file lock serialises the SAGE tests wherever they
-run, should the groups break again (a wait past its deadline fails, naming the test that
-holds the lock).
+scheduler below groups by module or test function too, from :data:`GROUPS`
+(``tests/test_scheduling.py`` checks it against the marks), and a file lock serialises
+the SAGE tests wherever they run, should the groups break again (a wait past its deadline
+fails, naming the test that holds the lock).
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ SAGE_LOCK_DEADLINE = 90.0
 
 
 class GroupScheduling(LoadGroupScheduling):  # type: ignore[misc]  # xdist: untyped
-    """loadgroup, with a module's group from :data:`GROUPS` where the node id has none."""
+    """loadgroup, with the group :data:`GROUPS` gives where the node id has none."""
 
     def _split_scope(self, nodeid: str) -> str:
         if nodeid.rfind("@") > nodeid.rfind("]"):

@@ -10,6 +10,7 @@ import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import pytest
 
@@ -251,8 +252,6 @@ def _check_junit(xml: Path, profile: str, seed: str) -> None:
     import xmlschema
 
     xmlschema.XMLSchema(DATA / "xunit2.xsd").validate(str(xml))
-    from xml.etree import ElementTree
-
     suite = ElementTree.fromstring(xml.read_text(encoding="utf-8")).find("testsuite")
     assert suite is not None
     props = {p.get("name"): p.get("value") for p in suite.findall("properties/property")}

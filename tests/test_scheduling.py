@@ -8,7 +8,7 @@ import pytest
 from conftest import GROUPS, GroupScheduling, group_of, marked_groups
 
 
-def test_every_grouped_test_is_in_its_modules_group(request: pytest.FixtureRequest) -> None:
+def test_every_grouped_test_carries_its_groups_mark(request: pytest.FixtureRequest) -> None:
     """GROUPS and the xdist_group marks say the same: a test is grouped in GROUPS (by its
     function or its module) exactly when it carries that group's mark."""
     seen: set[str] = set()
